@@ -1,0 +1,132 @@
+"""Settings: defaults, then a YAML or TOML file, then ``SHOPREC_*`` environment variables.
+
+Event weights, column mappings and every other tunable live here, not in code (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shoprec.exceptions import ConfigError
+
+__all__ = ["ColumnMapping", "EventWeights", "IngestConfig", "Settings", "load_settings"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventWeights(_Strict):
+    """How much each event type counts in the user × item interaction matrix.
+
+    Types not listed count zero. For types in ``value_weighted`` the event's ``value`` (a rating,
+    a quantity) multiplies the weight.
+    """
+
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "view": 1.0,
+            "click": 1.0,
+            "add_to_cart": 3.0,
+            "wishlist": 2.0,
+            "purchase": 5.0,
+            "review": 5.0,
+            "rating": 1.0,
+        }
+    )
+    value_weighted: list[str] = Field(default_factory=lambda: ["rating"])
+
+
+class ColumnMapping(_Strict):
+    """Canonical column name -> source column name, per table, for the generic formats."""
+
+    events: dict[str, str] = Field(default_factory=dict)
+    items: dict[str, str] = Field(default_factory=dict)
+    users: dict[str, str] = Field(default_factory=dict)
+
+
+class IngestConfig(_Strict):
+    """Options of ``shoprec ingest`` for sources whose shape is not fixed by their format."""
+
+    table: Literal["auto", "events", "items", "users"] = Field(
+        default="auto", description="which table the generic formats read; auto = by name"
+    )
+    mapping: ColumnMapping = Field(default_factory=ColumnMapping)
+    timestamp_formats: list[str] = Field(
+        default_factory=list,
+        description="strftime formats tried in order (or 'epoch'); empty = ISO-8601 and friends",
+    )
+    event_type_map: dict[str, str] = Field(
+        default_factory=dict, description="source event type -> canonical event type"
+    )
+    default_event_type: str | None = None
+    entity_type: str | None = Field(default=None, description="entity type of ingested items")
+
+
+class Settings(BaseSettings):
+    """Everything shoprec can be told, with the embedded defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHOPREC_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    workspace: Path = Path("shoprec-data")
+    event_weights: EventWeights = Field(default_factory=EventWeights)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the config file, which is passed in as init values.
+        return env_settings, init_settings
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            data: Any = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config file must hold a mapping at the top level")
+    return data
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from defaults, ``config_file``, the environment and explicit overrides.
+
+    Explicit overrides (CLI flags) win over the environment, which wins over the file.
+    """
+    file_values = _read_config_file(config_file) if config_file is not None else {}
+    try:
+        settings = Settings(**file_values)
+        explicit = {k: v for k, v in overrides.items() if v is not None}
+        if explicit:
+            settings = Settings.model_validate(settings.model_dump() | explicit)
+    except ValidationError as exc:
+        where = str(config_file) if config_file is not None else "settings"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}: {problems}") from None
+    return settings

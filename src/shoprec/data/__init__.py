@@ -1,0 +1,1 @@
+"""The canonical data model, the source adapters, the lake and the synthetic shop."""

@@ -1,0 +1,267 @@
+"""Reading source files line by line, keeping every record's file and line number.
+
+Two readers serve every adapter:
+
+* :func:`read_lines` gives the non-blank lines of a text file (JSON Lines, free-form text);
+* :func:`read_delimited` gives a delimited file as a table of strings.
+
+Both strip a UTF-8 byte-order mark, accept LF and CRLF line ends, turn an unreadable file into a
+:class:`~shoprec.exceptions.SourceError`, and never drop a malformed line silently: a line that is
+not valid text, or has the wrong number of fields, goes to the returned rejects.
+
+Delimited files take a vectorised fast path (Polars' CSV reader, with NumPy counting the fields of
+every physical line); a file with quoted line breaks takes the exact but slower path through
+Python's :mod:`csv` module.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from shoprec.data.report import LINE, reject_frame
+from shoprec.exceptions import SourceError
+
+__all__ = ["RawTable", "read_bytes", "read_delimited", "read_lines"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """Rows of one source file as strings, with their line numbers, and the lines rejected."""
+
+    frame: pl.DataFrame
+    rejects: pl.DataFrame
+    path: Path
+
+    @property
+    def rows_read(self) -> int:
+        return self.frame.height + self.rejects.height
+
+
+def read_bytes(path: Path) -> bytes:
+    """Read a whole file, turning OS errors into one clear :class:`SourceError`."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SourceError(path, "file not found") from None
+    except IsADirectoryError:
+        raise SourceError(path, "is a directory, expected a file") from None
+    except PermissionError:
+        raise SourceError(path, "permission denied") from None
+    except OSError as exc:
+        raise SourceError(path, f"cannot read: {exc.strerror or exc}") from None
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+    return data
+
+
+def _decode(path: Path, data: bytes, encoding: str) -> tuple[bytes, list[int]]:
+    """Return UTF-8 bytes with undecodable lines blanked, and the 1-based numbers of those lines."""
+    if encoding.lower().replace("_", "-") in {"utf-8", "utf8"}:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return data, []
+        lines = data.split(b"\n")
+        bad: list[int] = []
+        for number, raw in enumerate(lines, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(number)
+                lines[number - 1] = b""
+        return b"\n".join(lines), bad
+    try:
+        return data.decode(encoding).encode("utf-8"), []
+    except (LookupError, UnicodeDecodeError) as exc:
+        raise SourceError(path, f"cannot decode as {encoding}: {exc}") from None
+
+
+def _invalid_text_rejects(path: Path, lines: list[int]) -> pl.DataFrame:
+    return reject_frame(path, lines, "invalid UTF-8 text", field="", values=[""] * len(lines))
+
+
+def read_lines(path: Path, *, encoding: str = "utf-8") -> RawTable:
+    """The non-blank lines of a text file as a frame with columns ``_line`` and ``text``."""
+    data, bad = _decode(path, read_bytes(path), encoding)
+    text = data.decode("utf-8")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    frame = pl.DataFrame(
+        {LINE: pl.int_range(1, len(lines) + 1, eager=True).cast(pl.Int64), "text": lines},
+        schema={LINE: pl.Int64, "text": pl.String},
+    ).with_columns(pl.col("text").str.strip_suffix("\r"))
+    blank = frame["text"].str.strip_chars().str.len_chars() == 0
+    bad_set = set(bad)
+    frame = frame.filter(~blank)
+    if bad_set:
+        frame = frame.filter(~pl.col(LINE).is_in(list(bad_set)))
+    return RawTable(frame=frame, rejects=_invalid_text_rejects(path, bad), path=path)
+
+
+def _line_starts(buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end offsets (end exclusive, without the newline) of every physical line."""
+    newlines = np.flatnonzero(buffer == ord("\n"))
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [buffer.size]))
+    if starts[-1] == buffer.size:  # a trailing newline ends the last line; no empty line after it
+        starts, ends = starts[:-1], ends[:-1]
+    return starts, ends
+
+
+def _count_per_line(buffer: np.ndarray, byte: str, starts: np.ndarray) -> np.ndarray:
+    positions = np.flatnonzero(buffer == ord(byte))
+    owner = np.searchsorted(starts, positions, side="right") - 1
+    return np.bincount(owner, minlength=starts.size)
+
+
+def read_delimited(
+    path: Path,
+    *,
+    separator: str = ",",
+    names: Sequence[str] | None = None,
+    required: Sequence[str] = (),
+    encoding: str = "utf-8",
+    quote_char: str | None = '"',
+) -> RawTable:
+    """Read a delimited file as strings, one row per record, with its 1-based line number.
+
+    Parameters
+    ----------
+    names
+        Column names for a file without a header row; ``None`` reads them from the first line.
+    required
+        Columns that must be present in the header; a missing one raises :class:`SourceError`.
+    quote_char
+        ``None`` for formats that never quote (tab-separated dumps).
+    """
+    data, bad = _decode(path, read_bytes(path), encoding)
+    if not data.strip():
+        return RawTable(
+            frame=pl.DataFrame(schema={LINE: pl.Int64, **dict.fromkeys(names or (), pl.String)}),
+            rejects=_invalid_text_rejects(path, bad),
+            path=path,
+        )
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    starts, ends = _line_starts(buffer)
+    lengths = ends - starts - (buffer[np.maximum(ends - 1, 0)] == ord("\r")) * (ends > starts)
+    blank = lengths <= 0
+
+    if names is None:
+        header_text = data[starts[0] : ends[0]].decode("utf-8").rstrip("\r")
+        columns = [c.strip() for c in next(csv.reader([header_text], delimiter=separator))]
+        first_data_line = 1
+    else:
+        columns = list(names)
+        first_data_line = 0
+    missing = [c for c in required if c not in columns]
+    if missing:
+        found = ", ".join(columns) or "none"
+        raise SourceError(path, f"missing required column(s) {', '.join(missing)}; found {found}")
+
+    quotes = (
+        _count_per_line(buffer, quote_char, starts)
+        if quote_char
+        else np.zeros(starts.size, np.int64)
+    )
+    if (quotes % 2).any():  # a quoted field spans lines: only the csv module can follow it
+        return _read_delimited_exact(path, data, separator, columns, first_data_line, bad)
+
+    fields = _count_per_line(buffer, separator, starts) + 1
+    quoted = np.flatnonzero(quotes > 0)
+    for index in quoted:  # separators inside quotes do not split fields
+        text = data[starts[index] : ends[index]].decode("utf-8").rstrip("\r")
+        fields[index] = len(next(csv.reader([text], delimiter=separator, quotechar=quote_char)))
+
+    frame = pl.read_csv(
+        data,
+        has_header=False,
+        new_columns=columns,
+        skip_rows=first_data_line,
+        separator=separator,
+        quote_char=quote_char,
+        infer_schema=False,
+        truncate_ragged_lines=True,
+        schema=dict.fromkeys(columns, pl.String),
+    )
+    line_numbers = np.arange(first_data_line + 1, starts.size + 1, dtype=np.int64)
+    if frame.height != line_numbers.size:
+        return _read_delimited_exact(path, data, separator, columns, first_data_line, bad)
+    frame = frame.with_columns(pl.Series(LINE, line_numbers)).select(LINE, *columns)
+
+    data_fields = fields[first_data_line:]
+    data_blank = blank[first_data_line:]
+    bad_mask = np.isin(line_numbers, np.asarray(bad, dtype=np.int64))
+    wrong = (data_fields != len(columns)) & ~data_blank & ~bad_mask
+    rejects = [_invalid_text_rejects(path, bad)]
+    if wrong.any():
+        rejects.append(
+            reject_frame(
+                path,
+                line_numbers[wrong].tolist(),
+                f"wrong number of fields (expected {len(columns)})",
+                field="",
+                values=[f"{n} fields" for n in data_fields[wrong].tolist()],
+            )
+        )
+    keep = ~(wrong | data_blank | bad_mask)
+    return RawTable(
+        frame=frame.filter(pl.Series(keep)), rejects=pl.concat(rejects, how="vertical"), path=path
+    )
+
+
+def _read_delimited_exact(
+    path: Path,
+    data: bytes,
+    separator: str,
+    columns: list[str],
+    first_data_line: int,
+    bad: list[int],
+) -> RawTable:
+    """Parse record by record with :mod:`csv`, following quoted line breaks."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator)
+    values: list[list[str | None]] = [[] for _ in columns]
+    numbers: list[int] = []
+    wrong_lines: list[int] = []
+    wrong_counts: list[str] = []
+    previous_end = 0
+    for record in reader:
+        line = previous_end + 1
+        previous_end = reader.line_num
+        if line <= first_data_line or not record or (len(record) == 1 and not record[0].strip()):
+            continue
+        if len(record) != len(columns):
+            wrong_lines.append(line)
+            wrong_counts.append(f"{len(record)} fields")
+            continue
+        numbers.append(line)
+        for column, value in zip(values, record, strict=True):
+            column.append(value if value != "" else None)
+    frame = pl.DataFrame(
+        {LINE: numbers, **dict(zip(columns, values, strict=True))},
+        schema={LINE: pl.Int64, **dict.fromkeys(columns, pl.String)},
+    )
+    rejects = pl.concat(
+        [
+            _invalid_text_rejects(path, bad),
+            reject_frame(
+                path,
+                wrong_lines,
+                f"wrong number of fields (expected {len(columns)})",
+                field="",
+                values=wrong_counts,
+            ),
+        ]
+    )
+    return RawTable(frame=frame, rejects=rejects, path=path)

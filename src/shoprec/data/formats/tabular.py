@@ -1,0 +1,303 @@
+"""``csv``, ``parquet`` and ``jsonl``: canonical tables, or any columns with a mapping.
+
+Which table a file holds (events, items or users) comes from ``ingest.table`` in the config, or
+else from its name (``events.csv``, ``products.parquet``, ``users.jsonl``) or its columns. Source
+columns are renamed to canonical ones by ``ingest.mapping``; columns that are not canonical go
+into ``context`` (events) or ``attributes`` (items, users) as a flat JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import polars as pl
+
+from shoprec.config import IngestConfig
+from shoprec.data.formats.base import SourceData, register
+from shoprec.data.formats.reading import RawTable, read_delimited, read_lines
+from shoprec.data.report import LINE, Check, reject_frame, split_rejects
+from shoprec.data.schema import (
+    ATTRIBUTES,
+    CONTEXT,
+    EVENT_TYPE,
+    EVENTS_SCHEMA,
+    ITEM_ID,
+    ITEMS_SCHEMA,
+    SOURCE,
+    TS,
+    TS_DTYPE,
+    USER_ID,
+    USERS_SCHEMA,
+    json_attributes,
+    parse_float,
+    parse_float_failed,
+    parse_timestamps,
+)
+from shoprec.exceptions import SourceError
+
+__all__ = ["CsvAdapter", "JsonlAdapter", "ParquetAdapter", "coerce_canonical"]
+
+_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "events": EVENTS_SCHEMA,
+    "items": ITEMS_SCHEMA,
+    "users": USERS_SCHEMA,
+}
+_REQUIRED = {"events": (USER_ID, ITEM_ID, TS), "items": (ITEM_ID,), "users": (USER_ID,)}
+_EXTRA_COLUMN = {"events": CONTEXT, "items": ATTRIBUTES, "users": ATTRIBUTES}
+_NAME_HINTS = (
+    ("events", ("event", "interaction", "click", "order", "transaction", "rating")),
+    ("items", ("item", "product", "catalog", "listing")),
+    ("users", ("user", "customer")),
+)
+_TRUE = ("true", "1", "yes", "y", "t")
+_FALSE = ("false", "0", "no", "n", "f")
+
+
+def _table_of(path: Path, columns: Sequence[str], config: IngestConfig) -> str:
+    if config.table != "auto":
+        return config.table
+    stem = path.name.lower()
+    for table, hints in _NAME_HINTS:
+        if any(hint in stem for hint in hints):
+            return table
+    names = set(columns)
+    if {EVENT_TYPE, TS} & names or set(config.mapping.events) & {EVENT_TYPE, TS}:
+        return "events"
+    if ITEM_ID in names and USER_ID not in names:
+        return "items"
+    if USER_ID in names and ITEM_ID not in names:
+        return "users"
+    raise SourceError(
+        path,
+        "cannot tell whether this file holds events, items or users; "
+        "name it events.*/items.*/users.* or set ingest.table in the config",
+    )
+
+
+def _rename(frame: pl.DataFrame, path: Path, table: str, config: IngestConfig) -> pl.DataFrame:
+    mapping: dict[str, str] = getattr(config.mapping, table)
+    absent = [source for source in mapping.values() if source not in frame.columns]
+    if absent:
+        raise SourceError(
+            path, f"mapped column(s) {', '.join(absent)} not in the file ({table} mapping)"
+        )
+    renamed = frame.rename({source: canonical for canonical, source in mapping.items()})
+    required = list(_REQUIRED[table])
+    if table == "events" and config.default_event_type is None:
+        required.append(EVENT_TYPE)
+    missing = [c for c in required if c not in renamed.columns]
+    if missing:
+        raise SourceError(
+            path,
+            f"missing required column(s) {', '.join(missing)} for {table}; "
+            f"found {', '.join(c for c in frame.columns if not c.startswith('_'))}",
+        )
+    return renamed
+
+
+def coerce_canonical(
+    frame: pl.DataFrame, table: str, config: IngestConfig, path: Path
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Cast a renamed frame to a canonical table, rejecting rows whose values do not parse.
+
+    String columns are parsed (numbers, booleans, timestamps); typed columns (from Parquet) are
+    cast. Non-canonical columns are folded into the table's JSON column.
+    """
+    schema = _SCHEMAS[table]
+    extra_target = _EXTRA_COLUMN[table]
+    extras = [c for c in frame.columns if c not in schema and not c.startswith("_")]
+    if extras and extra_target not in frame.columns:
+        frame = frame.with_columns(json_attributes(extras).alias(extra_target))
+    frame = frame.drop(extras)
+    if table == "events":
+        if config.default_event_type is not None:
+            default = pl.lit(config.default_event_type)
+            frame = frame.with_columns(
+                (
+                    pl.col(EVENT_TYPE).fill_null(default)
+                    if EVENT_TYPE in frame.columns
+                    else default
+                ).alias(EVENT_TYPE)
+            )
+        if config.event_type_map:
+            frame = frame.with_columns(
+                pl.col(EVENT_TYPE).cast(pl.String).replace(config.event_type_map)
+            )
+    checks: list[Check] = []
+    casts: list[pl.Expr] = []
+    for name, dtype in schema.items():
+        if name not in frame.columns or name == SOURCE:
+            continue
+        current = frame.schema[name]
+        raw = f"__raw_{name}"
+        if dtype == pl.Float64() and current == pl.String():
+            frame = frame.with_columns(pl.col(name).alias(raw))
+            checks.append(
+                Check(f"{name} is not a number", name, parse_float_failed(raw), pl.col(raw))
+            )
+            casts.append(parse_float(raw).alias(name))
+        elif dtype == pl.Boolean() and current == pl.String():
+            text = pl.col(name).str.strip_chars().str.to_lowercase()
+            frame = frame.with_columns(pl.col(name).alias(raw))
+            checks.append(
+                Check(
+                    f"{name} is not true/false",
+                    name,
+                    text.is_not_null() & ~text.is_in(_TRUE + _FALSE),
+                    pl.col(raw),
+                )
+            )
+            casts.append(
+                pl.when(text.is_in(_TRUE))
+                .then(True)
+                .when(text.is_in(_FALSE))
+                .then(False)
+                .otherwise(None)
+                .alias(name)
+            )
+        elif dtype == TS_DTYPE:
+            if current == pl.String():
+                parsed = parse_timestamps(frame.get_column(name), config.timestamp_formats or None)
+                frame = frame.with_columns(pl.col(name).alias(raw), parsed.alias(f"__ts_{name}"))
+                checks.append(
+                    Check(
+                        f"{name} is not a timestamp",
+                        name,
+                        pl.col(raw).is_not_null() & pl.col(f"__ts_{name}").is_null(),
+                        pl.col(raw),
+                    )
+                )
+                casts.append(pl.col(f"__ts_{name}").alias(name))
+            elif isinstance(current, pl.Datetime):
+                expr = pl.col(name).dt.cast_time_unit("us")
+                expr = (
+                    expr.dt.convert_time_zone("UTC")
+                    if current.time_zone
+                    else expr.dt.replace_time_zone("UTC")
+                )
+                casts.append(expr.alias(name))
+            elif current == pl.Date():
+                casts.append(
+                    pl.col(name).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)
+                )
+            elif current.is_numeric():
+                casts.append(
+                    (pl.col(name).cast(pl.Float64) * 1e6).cast(pl.Int64).cast(TS_DTYPE).alias(name)
+                )
+            else:
+                raise SourceError(path, f"column {name} has type {current}, expected a timestamp")
+        elif dtype == pl.String() and current != pl.String():
+            casts.append(
+                (
+                    pl.col(name).struct.json_encode()
+                    if isinstance(current, pl.Struct)
+                    else pl.col(name).cast(pl.String)
+                ).alias(name)
+            )
+        else:
+            casts.append(pl.col(name).cast(dtype, strict=False).alias(name))
+    kept, rejects = split_rejects(frame, checks, path)
+    kept = kept.with_columns(casts)
+    return kept.drop([c for c in kept.columns if c.startswith("__")]), rejects
+
+
+class _TabularAdapter:
+    """Shared flow of the three generic formats; subclasses only read a file into strings."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+
+    def __init__(self, config: IngestConfig) -> None:
+        self.config = config
+
+    def _read(self, path: Path) -> RawTable:
+        raise NotImplementedError
+
+    def read(self, paths: Sequence[Path]) -> SourceData:
+        source = SourceData()
+        tables: dict[str, list[pl.DataFrame]] = {"events": [], "items": [], "users": []}
+        for path in paths:
+            frame = source.take(self._read(path))
+            if frame.height == 0 and len(frame.columns) <= 2:
+                continue
+            table = _table_of(path, frame.columns, self.config)
+            renamed = _rename(frame, path, table, self.config)
+            kept, rejects = coerce_canonical(renamed, table, self.config, path)
+            if rejects.height:
+                source.rejects.append(rejects)
+            tables[table].append(kept)
+        for table, frames in tables.items():
+            if frames:
+                setattr(source, table, pl.concat(frames, how="diagonal_relaxed"))
+        return source
+
+
+@register("csv", "canonical (or mapped) events, items or users as CSV/TSV with a header")
+class CsvAdapter(_TabularAdapter):
+    name = "csv"
+    summary = "CSV with a header row"
+
+    def _read(self, path: Path) -> RawTable:
+        separator = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+        return read_delimited(path, separator=separator)
+
+
+@register("parquet", "canonical (or mapped) events, items or users as Parquet")
+class ParquetAdapter(_TabularAdapter):
+    name = "parquet"
+    summary = "Parquet"
+
+    def _read(self, path: Path) -> RawTable:
+        try:
+            frame = pl.read_parquet(path)
+        except Exception as exc:
+            raise SourceError(path, f"not a readable Parquet file: {exc}") from None
+        frame = frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(LINE))
+        empty = reject_frame(path, [], "", field="", values=[])
+        return RawTable(frame=frame.select(LINE, pl.exclude(LINE)), rejects=empty, path=path)
+
+
+@register("jsonl", "canonical (or mapped) events, items or users as JSON Lines")
+class JsonlAdapter(_TabularAdapter):
+    name = "jsonl"
+    summary = "JSON Lines, one object per line"
+
+    def _read(self, path: Path) -> RawTable:
+        lines = read_lines(path)
+        records: list[dict[str, object]] = []
+        numbers: list[int] = []
+        bad_lines: list[int] = []
+        bad_values: list[str] = []
+        for number, text in lines.frame.iter_rows():
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                bad_lines.append(number)
+                bad_values.append(f"{exc.msg} at column {exc.colno}")
+                continue
+            if not isinstance(record, dict):
+                bad_lines.append(number)
+                bad_values.append(f"a JSON {type(record).__name__}, not an object")
+                continue
+            records.append(
+                {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in record.items()}
+            )
+            numbers.append(number)
+        columns = list(dict.fromkeys(k for r in records for k in r))
+        frame = pl.DataFrame(
+            {
+                LINE: numbers,
+                **{c: [None if r.get(c) is None else str(r[c]) for r in records] for c in columns},
+            },
+            schema={LINE: pl.Int64, **dict.fromkeys(columns, pl.String)},
+        )
+        rejects = pl.concat(
+            [
+                lines.rejects,
+                reject_frame(path, bad_lines, "not a JSON object", field="", values=bad_values),
+            ]
+        )
+        return RawTable(frame=frame, rejects=rejects, path=path)

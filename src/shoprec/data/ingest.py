@@ -1,0 +1,154 @@
+"""``shoprec ingest``: read a source with its adapter, validate, and append to the lake."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from shoprec.config import IngestConfig
+from shoprec.data.formats import get_adapter
+from shoprec.data.lake import Lake
+from shoprec.data.report import FILE, LINE, Check, LoadReport, split_rejects
+from shoprec.data.schema import (
+    AVAILABLE,
+    DEFAULT_ENTITY_TYPE,
+    ENTITY_TYPE,
+    EVENTS_SCHEMA,
+    ITEM_ID,
+    ITEMS_SCHEMA,
+    PRICE,
+    SOURCE,
+    USER_ID,
+    USERS_SCHEMA,
+    add_event_ids,
+    conform,
+    event_checks,
+)
+from shoprec.exceptions import SourceError
+
+__all__ = ["ingest"]
+
+_PRIVATE = (FILE, LINE)
+
+
+def _with_location(frame: pl.DataFrame) -> pl.DataFrame:
+    missing = [
+        pl.lit(None, dtype).alias(name)
+        for name, dtype in ((FILE, pl.String), (LINE, pl.Int64))
+        if name not in frame.columns
+    ]
+    return frame.with_columns(missing) if missing else frame
+
+
+def _validate(
+    frame: pl.DataFrame | None,
+    schema: dict[str, pl.DataType],
+    checks: list[Check],
+) -> tuple[pl.DataFrame | None, list[pl.DataFrame]]:
+    if frame is None:
+        return None, []
+    conformed = conform(_with_location(frame), schema, keep=_PRIVATE)
+    kept, rejects = split_rejects(conformed, checks)
+    return kept.drop(_PRIVATE), [rejects] if rejects.height else []
+
+
+def _item_checks() -> list[Check]:
+    return [
+        Check("missing item_id", ITEM_ID, pl.col(ITEM_ID).is_null()),
+        Check("negative price", PRICE, pl.col(PRICE) < 0),
+        Check("price is not a finite number", PRICE, ~pl.col(PRICE).is_finite()),
+    ]
+
+
+def _check_paths(paths: Sequence[Path]) -> None:
+    if not paths:
+        raise SourceError(".", "no input files given")
+    for path in paths:
+        if not path.exists():
+            raise SourceError(path, "file not found")
+        if path.is_dir():
+            raise SourceError(path, "is a directory, expected a file")
+
+
+def ingest(
+    paths: Sequence[Path | str],
+    format_name: str,
+    *,
+    workspace: Path | str,
+    config: IngestConfig | None = None,
+) -> LoadReport:
+    """Load source files of one format into the workspace lake and report what happened.
+
+    Malformed rows are rejected into ``<workspace>/rejects/…csv``; a file that cannot be used
+    at all raises :class:`~shoprec.exceptions.SourceError` before anything is written.
+    """
+    config = config or IngestConfig()
+    adapter = get_adapter(format_name, config)
+    files = [Path(p) for p in paths]
+    _check_paths(files)
+    source = adapter.read(files)
+
+    events_in = source.events
+    if events_in is not None:
+        events_in = events_in.with_columns(pl.lit(format_name).alias(SOURCE))
+    events, event_rejects = _validate(events_in, EVENTS_SCHEMA, event_checks())
+    if events is not None:
+        events = add_event_ids(events)
+
+    items_in = source.items
+    if items_in is not None:
+        entity = config.entity_type
+        items_in = items_in.with_columns(
+            (
+                pl.lit(entity)
+                if entity
+                else pl.col(ENTITY_TYPE).fill_null(DEFAULT_ENTITY_TYPE)
+                if ENTITY_TYPE in items_in.columns
+                else pl.lit(DEFAULT_ENTITY_TYPE)
+            ).alias(ENTITY_TYPE),
+            (
+                pl.col(AVAILABLE).fill_null(True) if AVAILABLE in items_in.columns else pl.lit(True)
+            ).alias(AVAILABLE),
+        )
+    items, item_rejects = _validate(items_in, ITEMS_SCHEMA, _item_checks())
+    users, user_rejects = _validate(
+        source.users,
+        USERS_SCHEMA,
+        [Check("missing user_id", USER_ID, pl.col(USER_ID).is_null())],
+    )
+
+    report = LoadReport(
+        format=format_name,
+        files=[str(p) for p in files],
+        rows_read=source.rows_read,
+        rejects=pl.concat(
+            [source.all_rejects(), *event_rejects, *item_rejects, *user_rejects], how="vertical"
+        ).sort("file", "line", nulls_last=True),
+        warnings=list(source.warnings),
+    )
+    report.events_read = 0 if events is None else events.height
+    result = Lake(workspace).append(events=events, items=items, users=users)
+    report.events_added = result.events_added
+    report.events_already_in_lake = result.events_duplicate
+    report.items = 0 if items is None else items.height
+    report.users = 0 if users is None else users.height
+    _write_log(Path(workspace), report)
+    return report
+
+
+def _write_log(workspace: Path, report: LoadReport) -> None:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    if report.rejects.height:
+        rejects_dir = workspace / "rejects"
+        rejects_dir.mkdir(parents=True, exist_ok=True)
+        path = rejects_dir / f"{stamp}-{report.format}.csv"
+        report.rejects.write_csv(path)
+        report.rejects_path = str(path)
+    log = workspace / "lake" / "ingest-log.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"at": stamp, **report.to_dict()}) + "\n")

@@ -1,0 +1,250 @@
+"""The canonical data model: column names, table schemas, parsing and validation.
+
+Every adapter produces these three tables and every other part of shoprec consumes only them
+(DESIGN §2). Column names are constants here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import polars as pl
+import polars_hash as plh
+
+from shoprec.data.report import Check
+
+__all__ = [
+    "EVENTS_SCHEMA",
+    "EVENT_TYPE_PATTERN",
+    "ITEMS_SCHEMA",
+    "NON_ITEM_EVENT_TYPES",
+    "TS_DTYPE",
+    "USERS_SCHEMA",
+    "add_event_ids",
+    "conform",
+    "event_checks",
+    "json_attributes",
+    "parse_float",
+    "parse_float_failed",
+    "parse_timestamps",
+]
+
+# -- column names -------------------------------------------------------------------------------
+ITEM_ID = "item_id"
+ENTITY_TYPE = "entity_type"
+TITLE = "title"
+CATEGORY = "category"
+PRICE = "price"
+AVAILABLE = "available"
+CREATED_AT = "created_at"
+ATTRIBUTES = "attributes"
+TEXT = "text"
+LAT = "lat"
+LON = "lon"
+USER_ID = "user_id"
+EMAIL = "email"
+EVENT_ID = "event_id"
+EVENT_TYPE = "event_type"
+TS = "ts"
+VALUE = "value"
+BASKET_ID = "basket_id"
+SESSION_ID = "session_id"
+CONTEXT = "context"
+RECOMMENDATION_ID = "recommendation_id"
+SOURCE = "source"
+
+TS_DTYPE = pl.Datetime("us", "UTC")
+
+ITEMS_SCHEMA: dict[str, pl.DataType] = {
+    ITEM_ID: pl.String(),
+    ENTITY_TYPE: pl.String(),
+    TITLE: pl.String(),
+    CATEGORY: pl.String(),
+    PRICE: pl.Float64(),
+    AVAILABLE: pl.Boolean(),
+    CREATED_AT: TS_DTYPE,
+    ATTRIBUTES: pl.String(),  # a flat JSON object, str -> scalar
+    TEXT: pl.String(),
+    LAT: pl.Float64(),
+    LON: pl.Float64(),
+}
+
+USERS_SCHEMA: dict[str, pl.DataType] = {
+    USER_ID: pl.String(),
+    EMAIL: pl.String(),
+    ATTRIBUTES: pl.String(),
+    LAT: pl.Float64(),
+    LON: pl.Float64(),
+}
+
+EVENTS_SCHEMA: dict[str, pl.DataType] = {
+    EVENT_ID: pl.String(),
+    USER_ID: pl.String(),
+    ITEM_ID: pl.String(),
+    EVENT_TYPE: pl.String(),
+    TS: TS_DTYPE,
+    VALUE: pl.Float64(),
+    PRICE: pl.Float64(),
+    BASKET_ID: pl.String(),
+    SESSION_ID: pl.String(),
+    CONTEXT: pl.String(),  # a flat JSON object: platform, device, country, ...
+    RECOMMENDATION_ID: pl.String(),
+    SOURCE: pl.String(),  # the adapter that produced the event
+}
+
+# Event types that describe a visit rather than an item; they carry no item_id.
+NON_ITEM_EVENT_TYPES = frozenset({"pageview", "engagement", "search", "session_start"})
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+
+DEFAULT_ENTITY_TYPE = "item"
+
+
+# -- parsing ------------------------------------------------------------------------------------
+def parse_float(column: str | pl.Expr) -> pl.Expr:
+    """Strings to floats; blanks and garbage become null (see :func:`parse_float_failed`)."""
+    expr = pl.col(column) if isinstance(column, str) else column
+    return expr.str.strip_chars().cast(pl.Float64, strict=False)
+
+
+def parse_float_failed(column: str) -> pl.Expr:
+    """True where a non-blank string is not a finite number."""
+    raw = pl.col(column).str.strip_chars()
+    parsed = parse_float(column)
+    return (raw.str.len_chars() > 0) & (parsed.is_null() | ~parsed.is_finite())
+
+
+_NAIVE_FORMATS = (
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d",
+    "%Y.%m.%d %H:%M:%S",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d",
+)
+_AWARE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
+
+
+def parse_timestamps(values: pl.Series, formats: Sequence[str] | None = None) -> pl.Series:
+    """Parse timestamp strings to UTC datetimes; what no format reads becomes null.
+
+    Naive times are taken as UTC. Without ``formats``, ISO-8601 variants (with or without a
+    ``T``, fractions and a zone offset or ``Z``), ``YYYY.MM.DD HH:MM:SS``, ``YYYY/MM/DD`` and
+    Unix epoch seconds (or milliseconds, 13 digits) are accepted. Each format is tried only on
+    the values the previous ones could not read.
+    """
+    text = values.cast(pl.String).str.strip_chars()
+    result = pl.select(pl.repeat(None, len(text), dtype=TS_DTYPE)).to_series().alias(values.name)
+    todo = text.is_not_null() & (text.str.len_chars() > 0)
+    candidates: list[tuple[str, bool]]
+    if formats:
+        candidates = [(f, "%z" in f or "%#z" in f) for f in formats]  # "epoch" is a format too
+    else:
+        candidates = [(f, False) for f in _NAIVE_FORMATS] + [(f, True) for f in _AWARE_FORMATS]
+        candidates.append(("epoch", False))
+    for fmt, aware in candidates:
+        if not todo.any():
+            break
+        subset = text.filter(todo)
+        if fmt == "epoch":
+            s = pl.col("s")
+            unit = pl.when(s.str.len_chars() >= 13).then(1e3).otherwise(1e6)
+            micros = s.cast(pl.Float64, strict=False) * unit
+            parsed = (
+                pl.DataFrame({"s": subset})
+                .select(
+                    pl.when(s.str.contains(r"^-?\d{1,13}(\.\d+)?$"))
+                    .then(micros)
+                    .cast(pl.Int64)
+                    .cast(TS_DTYPE)
+                )
+                .to_series()
+            )
+        else:
+            parsed = subset.str.to_datetime(fmt, strict=False, time_unit="us")
+            parsed = (
+                parsed.dt.convert_time_zone("UTC") if aware else parsed.dt.replace_time_zone("UTC")
+            )
+        result = result.scatter(todo.arg_true(), parsed)
+        todo = todo & result.is_null()
+    return result
+
+
+def json_attributes(columns: Iterable[str]) -> pl.Expr:
+    """A flat JSON object built from columns, or null when there are none."""
+    columns = list(columns)
+    if not columns:
+        return pl.lit(None, pl.String)
+    return pl.struct([pl.col(c) for c in columns]).struct.json_encode()
+
+
+# -- conforming to the canonical schema ----------------------------------------------------------
+def conform(
+    frame: pl.DataFrame, schema: Mapping[str, pl.DataType], *, keep: Sequence[str] = ()
+) -> pl.DataFrame:
+    """Select the schema's columns in order, cast, and add missing ones as nulls.
+
+    Columns named in ``keep`` (such as the private ``_line``) are carried along at the end.
+    """
+    exprs = [
+        (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
+        for name, dtype in schema.items()
+    ]
+    exprs += [pl.col(name) for name in keep if name in frame.columns]
+    return frame.select(exprs)
+
+
+def event_checks() -> list[Check]:
+    """Row rules every canonical event must pass, whatever its source."""
+    event_type = pl.col(EVENT_TYPE)
+    item_event = ~event_type.is_in(list(NON_ITEM_EVENT_TYPES))
+    return [
+        Check("missing event_type", EVENT_TYPE, event_type.is_null()),
+        Check(
+            "invalid event_type (lower-case letters, digits and _)",
+            EVENT_TYPE,
+            ~event_type.str.contains(EVENT_TYPE_PATTERN),
+        ),
+        Check("missing timestamp", TS, pl.col(TS).is_null()),
+        Check("missing item_id", ITEM_ID, item_event & pl.col(ITEM_ID).is_null()),
+        Check(
+            "missing user_id (and no basket or session to attach the event to)",
+            USER_ID,
+            pl.col(USER_ID).is_null() & pl.col(BASKET_ID).is_null() & pl.col(SESSION_ID).is_null(),
+        ),
+        Check("negative price", PRICE, pl.col(PRICE) < 0),
+        Check("price is not a finite number", PRICE, ~pl.col(PRICE).is_finite()),
+        Check("value is not a finite number", VALUE, ~pl.col(VALUE).is_finite()),
+    ]
+
+
+def stable_hash(parts: Sequence[pl.Expr], length: int = 32) -> pl.Expr:
+    """A hex digest (BLAKE3, first ``length`` characters) of values joined field by field.
+
+    Stable across processes, machines and library versions, unlike ``Expr.hash``.
+    """
+    joined = plh.concat_str([p.cast(pl.String).fill_null("\x00") for p in parts], separator="\x1f")
+    return joined.chash.blake3().str.slice(0, length)
+
+
+def add_event_ids(events: pl.DataFrame) -> pl.DataFrame:
+    """Fill a missing ``event_id`` with a stable hash of the record.
+
+    The hash covers the source name and every canonical field, plus the record's occurrence
+    number among identical records of the same load, so that two identical rows (a real double
+    purchase) stay two events while loading the same file twice adds nothing.
+    """
+    key_columns = [c for c in EVENTS_SCHEMA if c not in (EVENT_ID, RECOMMENDATION_ID)]
+    fields = [pl.col(c).dt.epoch("us") if c == TS else pl.col(c) for c in key_columns]
+    keyed = events.with_columns(stable_hash(fields, length=64).alias("__key"))
+    keyed = keyed.with_columns(pl.int_range(pl.len()).over("__key").alias("__occurrence"))
+    generated = stable_hash([pl.col("__key"), pl.col("__occurrence")])
+    return keyed.with_columns(pl.coalesce(pl.col(EVENT_ID), generated).alias(EVENT_ID)).drop(
+        "__key", "__occurrence"
+    )
+
+
+def private_columns(frame: pl.DataFrame) -> list[str]:
+    """Columns used while loading (``_line``, ``_file``) that never reach the lake."""
+    return [c for c in frame.columns if c.startswith("_")]

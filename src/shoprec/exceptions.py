@@ -1,0 +1,66 @@
+"""The errors shoprec raises on purpose.
+
+Every error a user can cause derives from :class:`ShoprecError`, so the CLI and the API can turn
+any of them into one clear line (or a 4xx) instead of a traceback::
+
+    ShoprecError
+    ├── ConfigError            a config file or setting is invalid
+    ├── DataError              input data cannot be used as a whole
+    │   ├── SourceError        a source file is unreadable, empty where it must not be,
+    │   │                      or lacks required columns (names the file)
+    │   └── UnknownFormatError no adapter has the requested format name
+    ├── LakeError              the workspace lake is missing or inconsistent
+    └── NotFittedError         a model or dataset is used before it was built
+
+Malformed *rows* are not errors: adapters reject them into the load report and go on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "LakeError",
+    "NotFittedError",
+    "ShoprecError",
+    "SourceError",
+    "UnknownFormatError",
+]
+
+
+class ShoprecError(Exception):
+    """Base of every error shoprec raises deliberately."""
+
+
+class ConfigError(ShoprecError):
+    """A configuration file or setting is invalid."""
+
+
+class DataError(ShoprecError):
+    """Input data cannot be used as a whole."""
+
+
+class SourceError(DataError):
+    """A source file cannot be read as the requested format.
+
+    The message always starts with the file's path, so one line tells the user where to look.
+    """
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class UnknownFormatError(DataError):
+    """No adapter is registered under the requested format name."""
+
+
+class LakeError(ShoprecError):
+    """The workspace lake is missing or inconsistent."""
+
+
+class NotFittedError(ShoprecError):
+    """An object that must be built first was used before it was built."""
