@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -17,6 +17,7 @@ from shoprec.data.schema import (
     AVAILABLE,
     DEFAULT_ENTITY_TYPE,
     ENTITY_TYPE,
+    EVENT_ID,
     EVENTS_SCHEMA,
     ITEM_ID,
     ITEMS_SCHEMA,
@@ -24,7 +25,7 @@ from shoprec.data.schema import (
     SOURCE,
     USER_ID,
     USERS_SCHEMA,
-    add_event_ids,
+    EventIdAssigner,
     conform,
     event_checks,
 )
@@ -80,6 +81,7 @@ def ingest(
     *,
     workspace: Path | str,
     config: IngestConfig | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> LoadReport:
     """Load source files of one format into the workspace lake and report what happened.
 
@@ -90,54 +92,72 @@ def ingest(
     adapter = get_adapter(format_name, config)
     files = [Path(p) for p in paths]
     _check_paths(files)
+    if on_step:
+        on_step("reading")
     source = adapter.read(files)
 
-    events_in = source.events
-    if events_in is not None:
-        events_in = events_in.with_columns(pl.lit(format_name).alias(SOURCE))
-    events, event_rejects = _validate(events_in, EVENTS_SCHEMA, event_checks())
-    if events is not None:
-        events = add_event_ids(events)
-
-    items_in = source.items
-    if items_in is not None:
-        entity = config.entity_type
-        items_in = items_in.with_columns(
-            (
-                pl.lit(entity)
-                if entity
-                else pl.col(ENTITY_TYPE).fill_null(DEFAULT_ENTITY_TYPE)
-                if ENTITY_TYPE in items_in.columns
-                else pl.lit(DEFAULT_ENTITY_TYPE)
-            ).alias(ENTITY_TYPE),
-            (
-                pl.col(AVAILABLE).fill_null(True) if AVAILABLE in items_in.columns else pl.lit(True)
-            ).alias(AVAILABLE),
+    assign_ids = EventIdAssigner()
+    rejected: list[pl.DataFrame] = []
+    events_read = 0
+    with Lake(workspace).writer() as writer:
+        for chunk in source.iter_events():
+            chunk = chunk.with_columns(pl.lit(format_name).alias(SOURCE))
+            events, rejects = _validate(chunk, EVENTS_SCHEMA, event_checks())
+            rejected.extend(rejects)
+            if events is None or events.height == 0:
+                continue
+            supplied = events.get_column(EVENT_ID).null_count() < events.height
+            writer.add_events(assign_ids(events), ids_unique=not supplied)
+            events_read += events.height
+            if on_step:
+                on_step(f"{source.rows_read:,} rows read")
+        items, item_rejects = _validate(
+            _item_defaults(source.items, config), ITEMS_SCHEMA, _item_checks()
         )
-    items, item_rejects = _validate(items_in, ITEMS_SCHEMA, _item_checks())
-    users, user_rejects = _validate(
-        source.users,
-        USERS_SCHEMA,
-        [Check("missing user_id", USER_ID, pl.col(USER_ID).is_null())],
-    )
+        users, user_rejects = _validate(
+            source.users,
+            USERS_SCHEMA,
+            [Check("missing user_id", USER_ID, pl.col(USER_ID).is_null())],
+        )
+        if items is not None:
+            writer.upsert_items(items)
+        if users is not None:
+            writer.upsert_users(users)
+        if on_step:
+            on_step("writing the lake")
+    result = writer.result
+    assert result is not None
 
     report = LoadReport(
         format=format_name,
         files=[str(p) for p in files],
         rows_read=source.rows_read,
         rejects=pl.concat(
-            [source.all_rejects(), *event_rejects, *item_rejects, *user_rejects], how="vertical"
-        ).sort("file", "line", nulls_last=True),
+            [source.all_rejects(), *rejected, *item_rejects, *user_rejects], how="vertical"
+        ).sort("file", "line", nulls_last=True, maintain_order=True),
         warnings=list(source.warnings),
+        events_read=events_read,
+        events_added=result.events_added,
+        events_already_in_lake=result.events_duplicate,
+        items=0 if items is None else items.height,
+        users=0 if users is None else users.height,
     )
-    report.events_read = 0 if events is None else events.height
-    result = Lake(workspace).append(events=events, items=items, users=users)
-    report.events_added = result.events_added
-    report.events_already_in_lake = result.events_duplicate
-    report.items = 0 if items is None else items.height
-    report.users = 0 if users is None else users.height
     _write_log(Path(workspace), report)
     return report
+
+
+def _item_defaults(items: pl.DataFrame | None, config: IngestConfig) -> pl.DataFrame | None:
+    """Entity type (config, source, or ``item``) and availability (true unless said)."""
+    if items is None:
+        return None
+    if config.entity_type:
+        entity = pl.lit(config.entity_type)
+    elif ENTITY_TYPE in items.columns:
+        entity = pl.col(ENTITY_TYPE).fill_null(DEFAULT_ENTITY_TYPE)
+    else:
+        entity = pl.lit(DEFAULT_ENTITY_TYPE)
+    available = pl.col(AVAILABLE).fill_null(True) if AVAILABLE in items.columns else pl.lit(True)
+    return items.with_columns(entity.alias(ENTITY_TYPE), available.alias(AVAILABLE))
 
 
 def _write_log(workspace: Path, report: LoadReport) -> None:

@@ -114,7 +114,7 @@ def split_rejects(
                     check.value_expr().alias("value"),
                 )
             )
-    return kept, pl.concat(parts, how="vertical")
+    return kept, pl.concat(parts, how="vertical").sort("line", maintain_order=True)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import polars as pl
 import polars_hash as plh
 
@@ -20,6 +21,7 @@ __all__ = [
     "NON_ITEM_EVENT_TYPES",
     "TS_DTYPE",
     "USERS_SCHEMA",
+    "EventIdAssigner",
     "add_event_ids",
     "conform",
     "event_checks",
@@ -110,7 +112,7 @@ def parse_float_failed(column: str) -> pl.Expr:
     """True where a non-blank string is not a finite number."""
     raw = pl.col(column).str.strip_chars()
     parsed = parse_float(column)
-    return (raw.str.len_chars() > 0) & (parsed.is_null() | ~parsed.is_finite())
+    return ((raw.str.len_chars() > 0) & (parsed.is_null() | ~parsed.is_finite())).fill_null(False)
 
 
 _NAIVE_FORMATS = (
@@ -131,8 +133,8 @@ def parse_timestamps(values: pl.Series, formats: Sequence[str] | None = None) ->
 
     Naive times are taken as UTC. Without ``formats``, ISO-8601 variants (with or without a
     ``T``, fractions and a zone offset or ``Z``), ``YYYY.MM.DD HH:MM:SS``, ``YYYY/MM/DD`` and
-    Unix epoch seconds (or milliseconds, 13 digits) are accepted. Each format is tried only on
-    the values the previous ones could not read.
+    Unix epoch seconds (or milliseconds, for numbers of 1e11 and more) are accepted. Each
+    format is tried only on the values the previous ones could not read.
     """
     text = values.cast(pl.String).str.strip_chars()
     result = pl.select(pl.repeat(None, len(text), dtype=TS_DTYPE)).to_series().alias(values.name)
@@ -148,13 +150,13 @@ def parse_timestamps(values: pl.Series, formats: Sequence[str] | None = None) ->
             break
         subset = text.filter(todo)
         if fmt == "epoch":
-            s = pl.col("s")
-            unit = pl.when(s.str.len_chars() >= 13).then(1e3).otherwise(1e6)
-            micros = s.cast(pl.Float64, strict=False) * unit
+            number = pl.col("s").cast(pl.Float64, strict=False)
+            # Seconds, or milliseconds when the number is too large to be seconds (year > 5000).
+            micros = pl.when(number.abs() >= 1e11).then(number * 1e3).otherwise(number * 1e6)
             parsed = (
                 pl.DataFrame({"s": subset})
                 .select(
-                    pl.when(s.str.contains(r"^-?\d{1,13}(\.\d+)?$"))
+                    pl.when(pl.col("s").str.contains(r"^-?\d{1,13}(\.\d+)?$"))
                     .then(micros)
                     .cast(pl.Int64)
                     .cast(TS_DTYPE)
@@ -228,21 +230,57 @@ def stable_hash(parts: Sequence[pl.Expr], length: int = 32) -> pl.Expr:
     return joined.chash.blake3().str.slice(0, length)
 
 
-def add_event_ids(events: pl.DataFrame) -> pl.DataFrame:
-    """Fill a missing ``event_id`` with a stable hash of the record.
+class EventIdAssigner:
+    """Fills missing ``event_id`` values with a stable hash of the record, chunk after chunk.
 
     The hash covers the source name and every canonical field, plus the record's occurrence
-    number among identical records of the same load, so that two identical rows (a real double
-    purchase) stay two events while loading the same file twice adds nothing.
+    number among identical records of the same load (counted across chunks), so that two
+    identical rows (a real double purchase) stay two events while loading the same file twice
+    adds nothing. Occurrences are counted by a 64-bit hash of the record; two different records
+    sharing it would only shift an occurrence number, never merge two ids.
     """
-    key_columns = [c for c in EVENTS_SCHEMA if c not in (EVENT_ID, RECOMMENDATION_ID)]
-    fields = [pl.col(c).dt.epoch("us") if c == TS else pl.col(c) for c in key_columns]
-    keyed = events.with_columns(stable_hash(fields, length=64).alias("__key"))
-    keyed = keyed.with_columns(pl.int_range(pl.len()).over("__key").alias("__occurrence"))
-    generated = stable_hash([pl.col("__key"), pl.col("__occurrence")])
-    return keyed.with_columns(pl.coalesce(pl.col(EVENT_ID), generated).alias(EVENT_ID)).drop(
-        "__key", "__occurrence"
-    )
+
+    def __init__(self) -> None:
+        self._seen = np.empty(0, dtype=np.uint64)
+        self._counts = np.empty(0, dtype=np.int64)
+
+    def __call__(self, events: pl.DataFrame) -> pl.DataFrame:
+        if events.height == 0:
+            return events
+        key_columns = [c for c in EVENTS_SCHEMA if c not in (EVENT_ID, RECOMMENDATION_ID)]
+        fields = [pl.col(c).dt.epoch("us") if c == TS else pl.col(c) for c in key_columns]
+        joined = plh.concat_str(
+            [f.cast(pl.String).fill_null("\x00") for f in fields], separator="\x1f"
+        )
+        keyed = events.with_columns(joined.nchash.xxh3_64().alias("__key"))
+        keyed = keyed.with_columns(pl.int_range(pl.len()).over("__key").alias("__within"))
+        keys = keyed.get_column("__key").to_numpy()
+        occurrence = keyed.get_column("__within").to_numpy().astype(np.int64)
+        if self._seen.size:
+            position = np.minimum(np.searchsorted(self._seen, keys), self._seen.size - 1)
+            found = self._seen[position] == keys
+            occurrence += np.where(found, self._counts[position], 0)
+        self._remember(keys)
+        generated = stable_hash([*fields, pl.col("__occurrence")])
+        return (
+            keyed.with_columns(pl.Series("__occurrence", occurrence))
+            .with_columns(pl.coalesce(pl.col(EVENT_ID), generated).alias(EVENT_ID))
+            .drop("__key", "__within", "__occurrence")
+        )
+
+    def _remember(self, keys: np.ndarray) -> None:
+        unique, counts = np.unique(keys, return_counts=True)
+        merged_keys = np.concatenate((self._seen, unique))
+        merged_counts = np.concatenate((self._counts, counts))
+        order = np.argsort(merged_keys, kind="stable")
+        merged_keys, merged_counts = merged_keys[order], merged_counts[order]
+        self._seen, starts = np.unique(merged_keys, return_index=True)
+        self._counts = np.add.reduceat(merged_counts, starts) if starts.size else merged_counts
+
+
+def add_event_ids(events: pl.DataFrame) -> pl.DataFrame:
+    """Fill missing event ids of one complete load (see :class:`EventIdAssigner`)."""
+    return EventIdAssigner()(events)
 
 
 def private_columns(frame: pl.DataFrame) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -27,20 +27,31 @@ class SourceData:
     """
 
     events: pl.DataFrame | None = None
+    event_chunks: list[Iterator[pl.DataFrame]] = field(default_factory=list)
     items: pl.DataFrame | None = None
     users: pl.DataFrame | None = None
     rejects: list[pl.DataFrame] = field(default_factory=list)
     rows_read: int = 0
     warnings: list[str] = field(default_factory=list)
 
-    def take(self, table: RawTable) -> pl.DataFrame:
-        """Count a raw table's rows, keep its rejects, and return its rows tagged with the file."""
+    def take(self, table: RawTable, *, first: bool = True) -> pl.DataFrame:
+        """Count a raw table's rows, keep its rejects, and return its rows tagged with the file.
+
+        ``first`` is false for the later pieces of a file read in pieces.
+        """
         self.rows_read += table.rows_read
         if table.rejects.height:
             self.rejects.append(table.rejects)
-        if table.rows_read == 0:
+        if first and table.rows_read == 0:
             self.warnings.append(f"{table.path}: file is empty, nothing read")
         return table.frame.with_columns(pl.lit(str(table.path)).alias(FILE))
+
+    def iter_events(self) -> Iterator[pl.DataFrame]:
+        """The events, whole or piece by piece; counts and rejects grow as pieces are read."""
+        if self.events is not None:
+            yield self.events
+        for chunks in self.event_chunks:
+            yield from chunks
 
     def all_rejects(self) -> pl.DataFrame:
         return pl.concat([pl.DataFrame(schema=REJECT_SCHEMA), *self.rejects], how="vertical")

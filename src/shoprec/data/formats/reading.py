@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import polars as pl
 from shoprec.data.report import LINE, reject_frame
 from shoprec.exceptions import SourceError
 
-__all__ = ["RawTable", "read_bytes", "read_delimited", "read_lines"]
+__all__ = ["RawTable", "iter_delimited", "read_bytes", "read_delimited", "read_lines"]
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -110,6 +110,9 @@ def read_lines(path: Path, *, encoding: str = "utf-8") -> RawTable:
     return RawTable(frame=frame, rejects=_invalid_text_rejects(path, bad), path=path)
 
 
+_CHUNK_BYTES = 64 * 1024 * 1024
+
+
 def _line_starts(buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and end offsets (end exclusive, without the newline) of every physical line."""
     newlines = np.flatnonzero(buffer == ord("\n"))
@@ -124,6 +127,94 @@ def _count_per_line(buffer: np.ndarray, byte: str, starts: np.ndarray) -> np.nda
     positions = np.flatnonzero(buffer == ord(byte))
     owner = np.searchsorted(starts, positions, side="right") - 1
     return np.bincount(owner, minlength=starts.size)
+
+
+def _record_boundary(data: bytes, quote_char: str | None) -> int:
+    """Offset just after the last newline that is not inside a quoted field; -1 if none."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buffer == ord("\n"))
+    if quote_char and newlines.size:
+        quotes = np.flatnonzero(buffer == ord(quote_char))
+        newlines = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
+    return int(newlines[-1]) + 1 if newlines.size else -1
+
+
+def _pieces(path: Path, quote_char: str | None, chunk_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """The file in pieces of whole records, each with the number of its first line."""
+    try:
+        handle = path.open("rb")
+    except OSError:
+        read_bytes(path)  # raises the SourceError that names the problem
+        raise
+    with handle:
+        carry = b""
+        line = 1
+        first = True
+        while True:
+            block = handle.read(chunk_bytes)
+            data = carry + block
+            if first and data.startswith(_BOM):
+                data = data[len(_BOM) :]
+            first = False
+            if block:
+                cut = _record_boundary(data, quote_char)
+                if cut < 0:
+                    carry = data
+                    continue
+                piece, carry = data[:cut], data[cut:]
+            else:
+                piece, carry = data, b""
+            if piece:
+                yield piece, line
+                line += piece.count(b"\n")
+            if not block:
+                return
+
+
+def iter_delimited(
+    path: Path,
+    *,
+    separator: str = ",",
+    names: Sequence[str] | None = None,
+    required: Sequence[str] = (),
+    encoding: str = "utf-8",
+    quote_char: str | None = '"',
+    chunk_bytes: int = _CHUNK_BYTES,
+) -> Iterator[RawTable]:
+    """Read a delimited file as strings in pieces of about ``chunk_bytes``, in file order.
+
+    Each piece holds whole records with their 1-based line numbers, so memory stays bounded
+    whatever the file's size. See :func:`read_delimited` for the parameters.
+    """
+    columns: list[str] | None = list(names) if names is not None else None
+    produced = False
+    for piece, first_line in _pieces(path, quote_char, chunk_bytes):
+        data, bad = _decode(path, piece, encoding)
+        skip = 0
+        if columns is None:
+            header_end = data.find(b"\n")
+            header = data[: header_end if header_end >= 0 else len(data)].decode("utf-8")
+            header = header.rstrip("\r")
+            if not header.strip():
+                continue
+            columns = [c.strip() for c in next(csv.reader([header], delimiter=separator))]
+            _check_required(path, columns, required)
+            skip = 1
+        produced = True
+        yield _parse_piece(path, data, bad, columns, first_line, skip, separator, quote_char)
+    if not produced:  # an empty file: no header, no rows
+        yield RawTable(
+            frame=pl.DataFrame(schema={LINE: pl.Int64, **dict.fromkeys(columns or (), pl.String)}),
+            rejects=_invalid_text_rejects(path, []),
+            path=path,
+        )
+
+
+def _check_required(path: Path, columns: Sequence[str], required: Sequence[str]) -> None:
+    missing = [c for c in required if c not in columns]
+    if missing:
+        found = ", ".join(columns) or "none"
+        raise SourceError(path, f"missing required column(s) {', '.join(missing)}; found {found}")
 
 
 def read_delimited(
@@ -146,41 +237,58 @@ def read_delimited(
     quote_char
         ``None`` for formats that never quote (tab-separated dumps).
     """
-    data, bad = _decode(path, read_bytes(path), encoding)
-    if not data.strip():
-        return RawTable(
-            frame=pl.DataFrame(schema={LINE: pl.Int64, **dict.fromkeys(names or (), pl.String)}),
-            rejects=_invalid_text_rejects(path, bad),
-            path=path,
+    tables = list(
+        iter_delimited(
+            path,
+            separator=separator,
+            names=names,
+            required=required,
+            encoding=encoding,
+            quote_char=quote_char,
         )
+    )
+    if len(tables) == 1:
+        return tables[0]
+    return RawTable(
+        frame=pl.concat([t.frame for t in tables], how="vertical"),
+        rejects=pl.concat([t.rejects for t in tables], how="vertical"),
+        path=path,
+    )
+
+
+def _parse_piece(
+    path: Path,
+    data: bytes,
+    bad: list[int],
+    columns: list[str],
+    first_line: int,
+    skip: int,
+    separator: str,
+    quote_char: str | None,
+) -> RawTable:
+    """Parse whole records of one piece; ``bad`` and line numbers are relative to the piece."""
+    offset = first_line - 1
+    bad_lines = [offset + b for b in bad]
     buffer = np.frombuffer(data, dtype=np.uint8)
     starts, ends = _line_starts(buffer)
+    if starts.size <= skip:
+        return RawTable(
+            frame=pl.DataFrame(schema={LINE: pl.Int64, **dict.fromkeys(columns, pl.String)}),
+            rejects=_invalid_text_rejects(path, bad_lines),
+            path=path,
+        )
     lengths = ends - starts - (buffer[np.maximum(ends - 1, 0)] == ord("\r")) * (ends > starts)
     blank = lengths <= 0
-
-    if names is None:
-        header_text = data[starts[0] : ends[0]].decode("utf-8").rstrip("\r")
-        columns = [c.strip() for c in next(csv.reader([header_text], delimiter=separator))]
-        first_data_line = 1
-    else:
-        columns = list(names)
-        first_data_line = 0
-    missing = [c for c in required if c not in columns]
-    if missing:
-        found = ", ".join(columns) or "none"
-        raise SourceError(path, f"missing required column(s) {', '.join(missing)}; found {found}")
-
     quotes = (
         _count_per_line(buffer, quote_char, starts)
         if quote_char
         else np.zeros(starts.size, np.int64)
     )
     if (quotes % 2).any():  # a quoted field spans lines: only the csv module can follow it
-        return _read_delimited_exact(path, data, separator, columns, first_data_line, bad)
+        return _read_delimited_exact(path, data, separator, columns, skip, offset, bad_lines)
 
     fields = _count_per_line(buffer, separator, starts) + 1
-    quoted = np.flatnonzero(quotes > 0)
-    for index in quoted:  # separators inside quotes do not split fields
+    for index in np.flatnonzero(quotes > 0):  # separators inside quotes do not split fields
         text = data[starts[index] : ends[index]].decode("utf-8").rstrip("\r")
         fields[index] = len(next(csv.reader([text], delimiter=separator, quotechar=quote_char)))
 
@@ -188,23 +296,23 @@ def read_delimited(
         data,
         has_header=False,
         new_columns=columns,
-        skip_rows=first_data_line,
+        skip_rows=skip,
         separator=separator,
         quote_char=quote_char,
         infer_schema=False,
         truncate_ragged_lines=True,
         schema=dict.fromkeys(columns, pl.String),
     )
-    line_numbers = np.arange(first_data_line + 1, starts.size + 1, dtype=np.int64)
+    line_numbers = np.arange(offset + skip + 1, offset + starts.size + 1, dtype=np.int64)
     if frame.height != line_numbers.size:
-        return _read_delimited_exact(path, data, separator, columns, first_data_line, bad)
+        return _read_delimited_exact(path, data, separator, columns, skip, offset, bad_lines)
     frame = frame.with_columns(pl.Series(LINE, line_numbers)).select(LINE, *columns)
 
-    data_fields = fields[first_data_line:]
-    data_blank = blank[first_data_line:]
-    bad_mask = np.isin(line_numbers, np.asarray(bad, dtype=np.int64))
+    data_fields = fields[skip:]
+    data_blank = blank[skip:]
+    bad_mask = np.isin(line_numbers, np.asarray(bad_lines, dtype=np.int64))
     wrong = (data_fields != len(columns)) & ~data_blank & ~bad_mask
-    rejects = [_invalid_text_rejects(path, bad)]
+    rejects = [_invalid_text_rejects(path, bad_lines)]
     if wrong.any():
         rejects.append(
             reject_frame(
@@ -226,8 +334,9 @@ def _read_delimited_exact(
     data: bytes,
     separator: str,
     columns: list[str],
-    first_data_line: int,
-    bad: list[int],
+    skip: int,
+    offset: int,
+    bad_lines: list[int],
 ) -> RawTable:
     """Parse record by record with :mod:`csv`, following quoted line breaks."""
     reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator)
@@ -239,13 +348,15 @@ def _read_delimited_exact(
     for record in reader:
         line = previous_end + 1
         previous_end = reader.line_num
-        if line <= first_data_line or not record or (len(record) == 1 and not record[0].strip()):
+        if line <= skip or not record or (len(record) == 1 and not record[0].strip()):
+            continue
+        if offset + line in bad_lines:
             continue
         if len(record) != len(columns):
-            wrong_lines.append(line)
+            wrong_lines.append(offset + line)
             wrong_counts.append(f"{len(record)} fields")
             continue
-        numbers.append(line)
+        numbers.append(offset + line)
         for column, value in zip(values, record, strict=True):
             column.append(value if value != "" else None)
     frame = pl.DataFrame(
@@ -254,7 +365,7 @@ def _read_delimited_exact(
     )
     rejects = pl.concat(
         [
-            _invalid_text_rejects(path, bad),
+            _invalid_text_rejects(path, bad_lines),
             reject_frame(
                 path,
                 wrong_lines,

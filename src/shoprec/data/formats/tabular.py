@@ -9,15 +9,17 @@ into ``context`` (events) or ``attributes`` (items, users) as a flat JSON object
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from shoprec.config import IngestConfig
 from shoprec.data.formats.base import SourceData, register
-from shoprec.data.formats.reading import RawTable, read_delimited, read_lines
+from shoprec.data.formats.reading import RawTable, iter_delimited, read_lines
 from shoprec.data.report import LINE, Check, reject_frame, split_rejects
 from shoprec.data.schema import (
     ATTRIBUTES,
@@ -205,7 +207,11 @@ def coerce_canonical(
 
 
 class _TabularAdapter:
-    """Shared flow of the three generic formats; subclasses only read a file into strings."""
+    """Shared flow of the three generic formats; subclasses only read a file into strings.
+
+    Event files are read lazily, piece by piece, so a file of any size loads in bounded memory;
+    the first piece is read at once so that a missing column stops the load before any write.
+    """
 
     name: ClassVar[str]
     summary: ClassVar[str]
@@ -213,26 +219,46 @@ class _TabularAdapter:
     def __init__(self, config: IngestConfig) -> None:
         self.config = config
 
-    def _read(self, path: Path) -> RawTable:
+    def _pieces(self, path: Path) -> Iterator[RawTable]:
         raise NotImplementedError
 
     def read(self, paths: Sequence[Path]) -> SourceData:
         source = SourceData()
-        tables: dict[str, list[pl.DataFrame]] = {"events": [], "items": [], "users": []}
+        tables: dict[str, list[pl.DataFrame]] = {"items": [], "users": []}
         for path in paths:
-            frame = source.take(self._read(path))
+            pieces = self._pieces(path)
+            frame = source.take(next(pieces))
             if frame.height == 0 and len(frame.columns) <= 2:
                 continue
             table = _table_of(path, frame.columns, self.config)
-            renamed = _rename(frame, path, table, self.config)
-            kept, rejects = coerce_canonical(renamed, table, self.config, path)
-            if rejects.height:
-                source.rejects.append(rejects)
-            tables[table].append(kept)
+            first = self._coerce(source, path, table, frame)
+            if table == "events":
+                source.event_chunks.append(self._event_pieces(source, path, first, pieces))
+            else:
+                rest = [
+                    self._coerce(source, path, table, source.take(p, first=False)) for p in pieces
+                ]
+                tables[table].extend([first, *rest])
         for table, frames in tables.items():
             if frames:
                 setattr(source, table, pl.concat(frames, how="diagonal_relaxed"))
         return source
+
+    def _coerce(
+        self, source: SourceData, path: Path, table: str, frame: pl.DataFrame
+    ) -> pl.DataFrame:
+        renamed = _rename(frame, path, table, self.config)
+        kept, rejects = coerce_canonical(renamed, table, self.config, path)
+        if rejects.height:
+            source.rejects.append(rejects)
+        return kept
+
+    def _event_pieces(
+        self, source: SourceData, path: Path, first: pl.DataFrame, rest: Iterator[RawTable]
+    ) -> Iterator[pl.DataFrame]:
+        yield first
+        for piece in rest:
+            yield self._coerce(source, path, "events", source.take(piece, first=False))
 
 
 @register("csv", "canonical (or mapped) events, items or users as CSV/TSV with a header")
@@ -240,9 +266,9 @@ class CsvAdapter(_TabularAdapter):
     name = "csv"
     summary = "CSV with a header row"
 
-    def _read(self, path: Path) -> RawTable:
+    def _pieces(self, path: Path) -> Iterator[RawTable]:
         separator = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
-        return read_delimited(path, separator=separator)
+        return iter_delimited(path, separator=separator)
 
 
 @register("parquet", "canonical (or mapped) events, items or users as Parquet")
@@ -250,20 +276,36 @@ class ParquetAdapter(_TabularAdapter):
     name = "parquet"
     summary = "Parquet"
 
-    def _read(self, path: Path) -> RawTable:
+    batch_rows: ClassVar[int] = 1_000_000
+
+    def _pieces(self, path: Path) -> Iterator[RawTable]:
+        """Row groups in batches; the "line" of a row is its 1-based position in the file."""
         try:
-            frame = pl.read_parquet(path)
+            parquet = pq.ParquetFile(path)
         except Exception as exc:
             raise SourceError(path, f"not a readable Parquet file: {exc}") from None
-        frame = frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(LINE))
         empty = reject_frame(path, [], "", field="", values=[])
-        return RawTable(frame=frame.select(LINE, pl.exclude(LINE)), rejects=empty, path=path)
+        offset = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=self.batch_rows):
+                frame = pl.DataFrame(pl.from_arrow(batch))
+                lines = pl.int_range(offset + 1, offset + frame.height + 1, dtype=pl.Int64)
+                yield RawTable(frame.select(lines.alias(LINE), pl.all()), empty, path)
+                offset += frame.height
+        except (OSError, pa.ArrowException) as exc:
+            raise SourceError(path, f"damaged Parquet data: {exc}") from None
+        if offset == 0:
+            frame = pl.DataFrame(pl.from_arrow(parquet.schema_arrow.empty_table()))
+            yield RawTable(frame.select(pl.lit(1, pl.Int64).alias(LINE), pl.all()), empty, path)
 
 
 @register("jsonl", "canonical (or mapped) events, items or users as JSON Lines")
 class JsonlAdapter(_TabularAdapter):
     name = "jsonl"
     summary = "JSON Lines, one object per line"
+
+    def _pieces(self, path: Path) -> Iterator[RawTable]:
+        yield self._read(path)
 
     def _read(self, path: Path) -> RawTable:
         lines = read_lines(path)
