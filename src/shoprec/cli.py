@@ -112,11 +112,10 @@ def _print_report(report: LoadReport) -> None:
         for column in ("reason", "rows", "first at"):
             why.add_column(column)
         for reason in reasons:
-            why.add_row(
-                reason.reason, f"{reason.count:,}", f"{reason.first_file}:{reason.first_line}"
-            )
+            where = f"{Path(reason.first_file).name}:{reason.first_line}"
+            why.add_row(reason.reason, f"{reason.count:,}", where)
         console.print(why)
-        console.print(f"rejected rows written to {report.rejects_path}")
+        console.print(f"rejected rows written to {report.rejects_path}", soft_wrap=True)
     for warning in report.warnings:
         errors.print(f"[yellow]warning:[/] {warning}", highlight=False)
 

@@ -121,8 +121,11 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         settings = Settings(**file_values)
         explicit = {k: v for k, v in overrides.items() if v is not None}
-        if explicit:
-            settings = Settings.model_validate(settings.model_dump() | explicit)
+        unknown = set(explicit) - set(Settings.model_fields)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        if explicit:  # already typed by the CLI; validating again would re-read the environment
+            settings = settings.model_copy(update=explicit)
     except ValidationError as exc:
         where = str(config_file) if config_file is not None else "settings"
         problems = "; ".join(

@@ -147,7 +147,7 @@ class ShopSpec(BaseModel):
 
     @property
     def n_items(self) -> int:
-        return self.items or int(np.clip(self.events // 250, 200, 200_000))
+        return self.items or int(np.clip(self.events // 250, 500, 200_000))
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ def _catalogue(spec: ShopSpec, rng: np.random.Generator) -> pl.DataFrame:
     departments = sorted({c[0] for c in CATEGORIES})
     brands = {d: _brand_names(rng, 8) for d in departments}
     premium = {b: float(rng.lognormal(0.0, 0.35)) for d in departments for b in brands[d]}
-    category_weight = rng.dirichlet(np.full(len(CATEGORIES), 4.0))
+    category_weight = rng.dirichlet(np.full(len(CATEGORIES), 2.0))
     category = rng.choice(len(CATEGORIES), size=n, p=category_weight)
     category[: len(CATEGORIES)] = np.arange(len(CATEGORIES))  # every category has items
     brand_pick = rng.integers(0, 8, size=n)
@@ -221,11 +221,22 @@ def _catalogue(spec: ShopSpec, rng: np.random.Generator) -> pl.DataFrame:
         schema=["item_id", "title", "category", "brand", "price", "text", "colour", "lat", "lon"],
         orient="row",
     )
-    return frame.with_columns(
-        pl.Series("created_at", (created * 1e6).astype(np.int64)).cast(pl.Datetime("us", "UTC")),
-        pl.Series("available", rng.random(n) > 0.03),
-        pl.Series("__category", category),
-        pl.Series("__popularity", 1.0 / (rng.permutation(n) % 400 + 1.0) ** 1.1),
+    return (
+        frame.with_columns(
+            pl.Series("created_at", (created * 1e6).astype(np.int64)).cast(
+                pl.Datetime("us", "UTC")
+            ),
+            pl.Series("available", rng.random(n) > 0.03),
+            pl.Series("__category", category),
+            pl.Series("__draw", rng.random(n)),
+        )
+        .with_columns(
+            # Zipf-like popularity by a random rank inside the item's category: a long tail.
+            (
+                1.0 / pl.col("__draw").rank("ordinal").over("__category").cast(pl.Float64) ** 1.2
+            ).alias("__popularity")
+        )
+        .drop("__draw")
     )
 
 

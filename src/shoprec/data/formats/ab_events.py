@@ -122,6 +122,7 @@ class AbEventsAdapter:
             .then(pl.col("__items").list.eval(pl.lit(None, pl.String)))
             .otherwise(pl.col("__qty"))
             .alias("__qty"),
+            (pl.col("__items").list.len() == 1).alias("__single"),
         ).explode("__items", "__prices", "__qty")
         category = pl.concat_str(
             ["main_category", "sub_category"], separator="/", ignore_nulls=True
@@ -137,19 +138,25 @@ class AbEventsAdapter:
         item_events = with_items.select(
             *common,
             pl.col("__items").alias(ITEM_ID),
-            (pl.col("__prices").cast(pl.Float64) / 100).alias(PRICE),
+            (pl.col("__prices").cast(pl.Float64) / 100).round(2).alias(PRICE),
             pl.col("__qty").cast(pl.Float64).alias(VALUE),
             pl.when(pl.col(EVENT_TYPE) == "purchase").then(pl.col("__row")).alias(BASKET_ID),
             category.alias(CATEGORY),
+            pl.col("__single"),
         )
         source.events = pl.concat(
-            [item_events.drop(CATEGORY), visits.select(*common)], how="diagonal_relaxed"
+            [item_events.drop(CATEGORY, "__single"), visits.select(*common)],
+            how="diagonal_relaxed",
         )
         source.items = (
             item_events.sort(TS)
             .group_by(ITEM_ID)
             .agg(
-                pl.col(CATEGORY).drop_nulls().last(),
+                # A row's category describes its items only when it has one item.
+                pl.coalesce(
+                    pl.col(CATEGORY).filter(pl.col("__single")).drop_nulls().last(),
+                    pl.col(CATEGORY).drop_nulls().last(),
+                ),
                 pl.col(PRICE).drop_nulls().last(),
             )
         )

@@ -50,7 +50,6 @@ MULTI_WORD_BRANDS = (
     "Alfa Romeo",
     "Rolls Royce",
     "Maruti Suzuki",
-    "Mini Cooper",
 )
 
 

@@ -70,7 +70,7 @@ class InstacartProductsAdapter:
             unknown = products.filter(pl.col(key).is_not_null() & pl.col(name).is_null())
             if unknown.height:
                 source.warnings.append(
-                    f"{path}: {unknown.height} products name a {key} it does not list"
+                    f"{path}: {unknown.height} product(s) refer to a {key} not listed here"
                 )
         source.items = products.select(
             FILE,

@@ -127,10 +127,33 @@ class OnlineRetailAdapter:
 
     @staticmethod
     def _items(lines: pl.DataFrame) -> pl.DataFrame:
-        ordered = lines.sort("__ts", "_line")
+        """One row per stock code: title, latest positive price, first sale.
+
+        The title is the description used most often on sale lines (latest wins a tie): the
+        file also writes notes such as "check" or "damages" into descriptions of adjustment
+        lines, and the latest description is often one of them.
+        """
+        item = pl.col("StockCode").str.strip_chars().alias(ITEM_ID)
         description = pl.col("Description").str.strip_chars()
-        return ordered.group_by(pl.col("StockCode").str.strip_chars().alias(ITEM_ID)).agg(
-            description.filter(description.str.len_chars() > 0).last().alias(TITLE),
+        sale = (pl.col("__price") > 0) & (pl.col("__quantity") > 0)
+        named = lines.filter(description.str.len_chars() > 0).with_columns(
+            item, description.alias(TITLE), sale.alias("__sale")
+        )
+        titles = (
+            named.group_by(ITEM_ID, TITLE)
+            .agg(
+                pl.col("__sale").sum().alias("__sales"),
+                pl.len().alias("__uses"),
+                pl.col("__ts").max().alias("__latest"),
+            )
+            .sort(["__sales", "__uses", "__latest", TITLE], descending=True)
+            .group_by(ITEM_ID, maintain_order=True)
+            .first()
+            .select(ITEM_ID, TITLE)
+        )
+        ordered = lines.with_columns(item).sort("__ts", "_line")
+        facts = ordered.group_by(ITEM_ID).agg(
             pl.col("__price").filter(pl.col("__price") > 0).last().alias(PRICE),
             pl.col("__ts").min().alias(CREATED_AT),
         )
+        return facts.join(titles, on=ITEM_ID, how="left")

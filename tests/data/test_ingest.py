@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shoprec.data.ingest import ingest
+from shoprec.data.lake import Lake
+from shoprec.exceptions import SourceError, UnknownFormatError
+
+
+def _events_csv(path: Path, rows: list[str]) -> Path:
+    path.write_text("user_id,item_id,event_type,ts\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_unknown_format_lists_the_known_ones(tmp_path: Path, workspace: Path) -> None:
+    with pytest.raises(UnknownFormatError, match="unknown format 'xls'; known formats: ab-events"):
+        ingest([tmp_path / "x"], "xls", workspace=workspace)
+
+
+def test_missing_file_and_directory(tmp_path: Path, workspace: Path) -> None:
+    with pytest.raises(SourceError, match=r"nope\.csv: file not found"):
+        ingest([tmp_path / "nope.csv"], "csv", workspace=workspace)
+    with pytest.raises(SourceError, match="is a directory"):
+        ingest([tmp_path], "csv", workspace=workspace)
+
+
+def test_a_bad_later_file_leaves_nothing_half_written(tmp_path: Path, workspace: Path) -> None:
+    good = _events_csv(tmp_path / "events1.csv", ["u1,i1,view,2024-01-01"])
+    ingest([good], "csv", workspace=workspace)
+    before = sorted(p.relative_to(workspace) for p in workspace.rglob("*.parquet"))
+    more = _events_csv(tmp_path / "events2.csv", ["u2,i2,view,2024-01-02"])
+    broken = tmp_path / "events3.csv"
+    broken.write_text("user_id,item_id\nu3,i3\n")
+    with pytest.raises(SourceError, match=r"events3\.csv: missing required column"):
+        ingest([more, broken], "csv", workspace=workspace)
+    after = sorted(p.relative_to(workspace) for p in workspace.rglob("*.parquet"))
+    assert after == before
+    assert Lake(workspace).events()["user_id"].to_list() == ["u1"]
+    assert not list((workspace / "lake").glob(".staging-*"))
+
+
+def test_events_are_partitioned_by_utc_date(tmp_path: Path, workspace: Path) -> None:
+    path = _events_csv(tmp_path / "events.csv", [
+        "u1,i1,view,2024-01-01T23:30:00-02:00",  # 01:30 UTC on the 2nd
+        "u1,i2,view,2024-01-01T10:00:00Z",
+        "u2,i2,view,2024-01-03 00:00:00",
+    ])  # fmt: skip
+    report = ingest([path], "csv", workspace=workspace)
+    assert report.events_added == 3
+    folders = sorted(p.parent.name for p in Lake(workspace).event_files())
+    assert folders == ["date=2024-01-01", "date=2024-01-02", "date=2024-01-03"]
+
+
+def test_reingest_is_idempotent_and_identical_rows_stay_two_events(
+    tmp_path: Path, workspace: Path
+) -> None:
+    rows = ["u1,i1,purchase,2024-01-01 10:00", "u1,i1,purchase,2024-01-01 10:00"]
+    path = _events_csv(tmp_path / "events.csv", rows)
+    first = ingest([path], "csv", workspace=workspace)
+    assert first.events_added == 2
+    second = ingest([path], "csv", workspace=workspace)
+    assert (second.events_added, second.events_already_in_lake) == (0, 2)
+    # a third identical row later in an extended export is one new event
+    _events_csv(path, [*rows, rows[0]])
+    third = ingest([path], "csv", workspace=workspace)
+    assert (third.events_added, third.events_already_in_lake) == (1, 2)
+    assert Lake(workspace).events().height == 3
+
+
+def test_supplied_event_ids_are_deduplicated(tmp_path: Path, workspace: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "event_id,user_id,item_id,event_type,ts\n"
+        "e1,u1,i1,view,2024-01-01\ne1,u1,i1,view,2024-01-01\ne2,u1,i2,view,2024-01-01\n"
+    )
+    report = ingest([path], "csv", workspace=workspace)
+    assert (report.events_added, report.events_already_in_lake) == (2, 1)
+    assert sorted(Lake(workspace).events()["event_id"]) == ["e1", "e2"]
+
+
+def test_log_and_rejects_file(tmp_path: Path, workspace: Path) -> None:
+    path = _events_csv(tmp_path / "events.csv", ["u1,i1,view,2024-01-01", "u1,i1,view,never"])
+    report = ingest([path], "csv", workspace=workspace)
+    assert report.rejects_path is not None
+    assert Path(report.rejects_path).read_text().splitlines() == [
+        "file,line,reason,field,value",
+        f"{path},3,ts is not a timestamp,ts,never",
+    ]
+    log = (workspace / "lake" / "ingest-log.jsonl").read_text().splitlines()
+    entry = json.loads(log[-1])
+    assert entry["rows_read"] == 2
+    assert entry["rejected_by_reason"][0]["first_line"] == 3

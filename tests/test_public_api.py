@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+import shoprec
+from shoprec import exceptions
+
+
+def test_all_names_exist_and_are_sorted() -> None:
+    for name in shoprec.__all__:
+        assert hasattr(shoprec, name), name
+    assert shoprec.__all__ == sorted(shoprec.__all__)
+
+
+def test_every_error_is_a_shoprec_error() -> None:
+    for name in exceptions.__all__:
+        assert issubclass(getattr(exceptions, name), shoprec.ShoprecError)
