@@ -53,8 +53,13 @@ def test_ratings_dat_format(tmp_path: Path, workspace: Path) -> None:
     assert Lake(workspace).items()["category"].to_list() == ["Drama"]
 
 
-def test_malformed_ratings(fixtures: Path, workspace: Path) -> None:
-    report = ingest([fixtures / "u.data"], "movielens", workspace=workspace)
+def test_malformed_ratings(tmp_path: Path, workspace: Path) -> None:
+    ratings = tmp_path / "u.data"
+    ratings.write_text(
+        "196\t242\t3\t881250949\n186\t302\tfive\t891717742\n22\t377\t1\tyesterday\n"
+        "244\t51\t2\n166\t346\t1\t886397596\n"
+    )
+    report = ingest([ratings], "movielens", workspace=workspace)
     assert reasons(report) == {
         2: "rating is not a number",
         3: "timestamp is not Unix seconds",
