@@ -224,10 +224,29 @@ def demo(
     console.rule("1/3 generate a synthetic shop")
     generate(source, events=events, seed=seed)
     console.rule("2/3 ingest it into the lake")
-    for name in ("items.csv", "users.csv", "events.parquet"):
-        path = source / name
-        fmt = "parquet" if path.suffix == ".parquet" else "csv"
-        ingest([path], format_name=fmt, workspace=settings.workspace)
+    table = Table("file", "format", "rows read", "rejected", "new events", "items", "users")
+    for name, fmt in (("items.csv", "csv"), ("users.csv", "csv"), ("events.parquet", "parquet")):
+        with _progress(f"ingesting {name}"):
+            report = _run(
+                lambda name=name, fmt=fmt: ingest_files(  # type: ignore[misc]
+                    [source / name], fmt, workspace=settings.workspace, config=settings.ingest
+                )
+            )
+        table.add_row(
+            name,
+            fmt,
+            *(
+                f"{n:,}"
+                for n in (
+                    report.rows_read,
+                    report.rows_rejected,
+                    report.events_added,
+                    report.items,
+                    report.users,
+                )
+            ),
+        )
+    console.print(table)
     console.rule("3/3 what the lake holds")
     _print_summary(settings.workspace)
 

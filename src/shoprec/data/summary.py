@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -44,11 +45,15 @@ def lake_summary(workspace: Path | str) -> dict[str, object]:
         "users with events": stats["users"] - (1 if _has_null_user(lake) else 0),
         "items with events": stats["items"],
         "baskets": stats["baskets"],
-        "first event": str(stats["first"]) if stats["first"] else "-",
-        "last event": str(stats["last"]) if stats["last"] else "-",
+        "first event": _when(stats["first"]),
+        "last event": _when(stats["last"]),
         "event partitions (days)": len(lake.event_files()),
     }
 
 
 def _has_null_user(lake: Lake) -> bool:
     return bool(lake.scan_events().select(pl.col(USER_ID).is_null().any()).collect().item())
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"

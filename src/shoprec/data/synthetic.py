@@ -429,7 +429,7 @@ def _events_per_session(
 ) -> float:
     """Measure the mean session length on a pilot draw (its own seed: the shop is unchanged)."""
     pilot = np.random.default_rng(spec.seed + 1)
-    n = 20_000
+    n = 50_000
     starts = spec.start.timestamp() + pilot.random(n) * spec.days * 86400
     who = pilot.integers(0, spec.n_users, n)
     frame = _sessions_chunk(pilot, starts, who, 0, users, taste_cum, sampler, items)
@@ -452,46 +452,55 @@ def generate_shop(
     users, taste_cum = _users(spec, rng)
     sampler = _ItemSampler(items)
 
-    n_sessions = (
-        int(spec.events / _events_per_session(spec, users, taste_cum, sampler, items) * 1.03) + 10
-    )
+    per_session = _events_per_session(spec, users, taste_cum, sampler, items)
     activity = users["__activity"].to_numpy()
-    session_users = rng.choice(spec.n_users, size=n_sessions, p=activity / activity.sum())
-    day_fraction = np.clip(rng.normal(0.6, 0.17, n_sessions), 0.0, 0.999)
-    day = rng.integers(0, spec.days, n_sessions)
-    starts = spec.start.timestamp() + (day + day_fraction) * 86400
-    order = np.argsort(starts, kind="stable")
-    starts, session_users = starts[order], session_users[order]
+
+    def draw_sessions(count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Session start times (sorted) spread over the whole period, and their users."""
+        who = rng.choice(spec.n_users, size=count, p=activity / activity.sum())
+        day_fraction = np.clip(rng.normal(0.6, 0.17, count), 0.0, 0.999)
+        day = rng.integers(0, spec.days, count)
+        starts = spec.start.timestamp() + (day + day_fraction) * 86400
+        order = np.argsort(starts, kind="stable")
+        return starts[order], who[order]
 
     events_path = out_dir / f"events.{events_format}"
     writer: pq.ParquetWriter | None = None
     written = 0
     chunk = 250_000
+    next_session = 0
     with events_path.open("wb") as handle:
-        for first in range(0, n_sessions, chunk):
-            if written >= spec.events:
+        # A slight surplus of sessions; a rare shortfall is topped up by sessions spread over the
+        # same period, so the log always covers the whole period and has exactly spec.events.
+        for _ in range(10):
+            missing = spec.events - written
+            if missing <= 0:
                 break
-            frame = _sessions_chunk(
-                rng,
-                starts[first : first + chunk],
-                session_users[first : first + chunk],
-                first,
-                users,
-                taste_cum,
-                sampler,
-                items,
-            )
-            frame = frame.head(spec.events - written)
-            if events_format == "parquet":
-                table = frame.to_arrow()
-                if writer is None:
-                    writer = pq.ParquetWriter(handle, table.schema, compression="zstd")
-                writer.write_table(table)
-            else:
-                frame.write_csv(handle, include_header=written == 0)
-            written += frame.height
-            if on_progress is not None:
-                on_progress(min(written, spec.events), spec.events)
+            starts, who = draw_sessions(int(missing / per_session * 1.01) + 10)
+            for first in range(0, starts.size, chunk):
+                frame = _sessions_chunk(
+                    rng,
+                    starts[first : first + chunk],
+                    who[first : first + chunk],
+                    next_session + first,
+                    users,
+                    taste_cum,
+                    sampler,
+                    items,
+                ).head(spec.events - written)
+                if events_format == "parquet":
+                    table = frame.to_arrow()
+                    if writer is None:
+                        writer = pq.ParquetWriter(handle, table.schema, compression="zstd")
+                    writer.write_table(table)
+                else:
+                    frame.write_csv(handle, include_header=written == 0)
+                written += frame.height
+                if on_progress is not None:
+                    on_progress(written, spec.events)
+                if written >= spec.events:
+                    break
+            next_session += starts.size
         if writer is not None:
             writer.close()
 
