@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -227,11 +228,14 @@ def demo(
     table = Table("file", "format", "rows read", "rejected", "new events", "items", "users")
     for name, fmt in (("items.csv", "csv"), ("users.csv", "csv"), ("events.parquet", "parquet")):
         with _progress(f"ingesting {name}"):
-            report = _run(
-                lambda name=name, fmt=fmt: ingest_files(  # type: ignore[misc]
-                    [source / name], fmt, workspace=settings.workspace, config=settings.ingest
-                )
+            load = partial(
+                ingest_files,
+                [source / name],
+                fmt,
+                workspace=settings.workspace,
+                config=settings.ingest,
             )
+            report = _run(load)
         table.add_row(
             name,
             fmt,
