@@ -93,3 +93,60 @@ def test_log_and_rejects_file(tmp_path: Path, workspace: Path) -> None:
     entry = json.loads(log[-1])
     assert entry["rows_read"] == 2
     assert entry["rejected_by_reason"][0]["first_line"] == 3
+
+
+EMPTY_SOURCES = {
+    "online-retail": ["retail.csv"],
+    "copurchase-txt": ["products.txt", "transactions.txt"],
+    "ab-events": ["log.csv"],
+    "cars": ["cars.csv"],
+    "movielens": ["u.data", "u.item", "u.user"],
+    "amazon-seq": ["Beauty.txt"],
+    "instacart-products": ["products.csv", "aisles.csv"],
+    "csv": ["events.csv"],
+    "jsonl": ["events.jsonl"],
+}
+
+
+@pytest.mark.parametrize(("format_name", "names"), sorted(EMPTY_SOURCES.items()))
+def test_every_adapter_survives_empty_files(
+    format_name: str, names: list[str], tmp_path: Path, workspace: Path
+) -> None:
+    paths = [tmp_path / name for name in names]
+    for path in paths:
+        path.write_bytes(b"")
+    report = ingest(paths, format_name, workspace=workspace)
+    assert report.rows_read == 0
+    assert report.warnings == [f"{p}: file is empty, nothing read" for p in paths]
+
+
+@pytest.mark.parametrize(
+    ("format_name", "fixture"),
+    [
+        ("ab-events", "ab_events_bad.csv"),
+        ("csv", "events_bad.csv"),
+        ("cars", "cars_bad.csv"),
+        ("copurchase-txt", "transactions.txt"),
+        ("copurchase-txt", "products.txt"),
+    ],
+)
+def test_bom_and_crlf_change_nothing(
+    format_name: str, fixture: str, fixtures: Path, tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain" / fixture
+    windows = tmp_path / "windows" / fixture
+    for path in (plain, windows):
+        path.parent.mkdir()
+    text = (fixtures / fixture).read_bytes().replace(b"\r\n", b"\n")
+    plain.write_bytes(text)
+    windows.write_bytes(b"\xef\xbb\xbf" + text.replace(b"\n", b"\r\n"))
+    a = ingest([plain], format_name, workspace=tmp_path / "a")
+    b = ingest([windows], format_name, workspace=tmp_path / "b")
+    assert (a.rows_read, a.rows_rejected, a.events_added, a.items) == (
+        b.rows_read, b.rows_rejected, b.events_added, b.items,
+    )  # fmt: skip
+    assert a.rejects.select("line", "reason").equals(b.rejects.select("line", "reason"))
+    assert a.rows_read > 0
+    events_a = Lake(tmp_path / "a").events().sort("ts", "item_id")
+    events_b = Lake(tmp_path / "b").events().sort("ts", "item_id")
+    assert events_a.equals(events_b)

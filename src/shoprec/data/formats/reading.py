@@ -202,9 +202,10 @@ def iter_delimited(
             skip = 1
         produced = True
         yield _parse_piece(path, data, bad, columns, first_line, skip, separator, quote_char)
-    if not produced:  # an empty file: no header, no rows
+    if not produced:  # an empty file: no header, no rows; the required columns, all empty
+        empty_columns = columns or list(required)
         yield RawTable(
-            frame=pl.DataFrame(schema={LINE: pl.Int64, **dict.fromkeys(columns or (), pl.String)}),
+            frame=pl.DataFrame(schema={LINE: pl.Int64, **dict.fromkeys(empty_columns, pl.String)}),
             rejects=_invalid_text_rejects(path, []),
             path=path,
         )
