@@ -13,7 +13,15 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from shoprec.config import Settings, load_settings
@@ -71,24 +79,33 @@ def _settings(config: Path | None, workspace: Path | None) -> Settings:
     return _run(lambda: load_settings(config, workspace=workspace))
 
 
+class _Bar:
+    """A rich progress line on stderr: a bar when the total is known, a spinner otherwise."""
+
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self._progress = progress
+        self._task = task
+
+    def count(self, done: int, total: int) -> None:
+        self._progress.update(self._task, completed=done, total=total)
+
+    def say(self, text: str) -> None:
+        self._progress.update(self._task, description=text)
+
+
 @contextmanager
-def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+def _progress(description: str) -> Iterator[_Bar]:
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,}"),
+        MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=errors,
         transient=True,
         disable=not errors.is_terminal,
     ) as progress:
-        task = progress.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        yield update
+        yield _Bar(progress, progress.add_task(description, total=None))
 
 
 def _print_report(report: LoadReport) -> None:
@@ -143,12 +160,16 @@ def ingest(
     ingest_config = settings.ingest.model_copy(
         update={k: v for k, v in {"table": table, "entity_type": entity_type}.items() if v}
     )
-    with _progress(f"ingesting {len(paths)} file(s) as {format_name}"):
-        report = _run(
-            lambda: ingest_files(
-                paths, format_name, workspace=settings.workspace, config=ingest_config
-            )
+    with _progress(f"ingesting {len(paths)} file(s) as {format_name}") as bar:
+        load = partial(
+            ingest_files,
+            paths,
+            format_name,
+            workspace=settings.workspace,
+            config=ingest_config,
+            on_step=bar.say,
         )
+        report = _run(load)
     if json_output:
         console.print_json(json.dumps(report.to_dict()))
     else:
@@ -182,8 +203,8 @@ def generate(
     except ValueError as exc:
         errors.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(code=2) from None
-    with _progress("generating events") as update:
-        shop = generate_shop(spec, out, events_format=events_format, on_progress=update)
+    with _progress("generating events") as bar:
+        shop = generate_shop(spec, out, events_format=events_format, on_progress=bar.count)
     console.print(
         f"wrote {shop.n_items:,} items to {shop.items_path}, {shop.n_users:,} users to "
         f"{shop.users_path} and {shop.n_events:,} events to {shop.events_path}"
