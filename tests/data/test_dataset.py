@@ -75,7 +75,25 @@ def test_interactions_are_time_ordered_indices() -> None:
         "weight",
         "ts",
         "event_type",
+        "price",
     ]
     assert dataset.interactions["ts"].is_sorted()
     assert dataset.n_users == 2
     assert dataset.n_items == 1
+
+
+def test_baskets_include_guests_and_catalogue_is_aligned() -> None:
+    frame = pl.DataFrame({
+        "user_id": ["u1", "u1", None, None, "u2"],
+        "item_id": ["a", "b", "a", "c", "a"],
+        "event_type": ["purchase", "purchase", "purchase", "purchase", "view"],
+        "basket_id": ["o1", "o1", "g1", "g1", None],
+        "ts": [datetime(2024, 1, 1, tzinfo=UTC)] * 5,
+    })  # fmt: skip
+    items = pl.DataFrame({"item_id": ["c", "z"], "title": ["Cup", "Zed"]})
+    dataset = Dataset.from_events(conform(frame, EVENTS_SCHEMA), items=items)
+    assert dataset.item_ids.external.tolist() == ["c", "z", "a", "b"]
+    assert dataset.items["title"].to_list() == ["Cup", "Zed", None, None]
+    baskets = dataset.basket_matrix().toarray()
+    assert baskets.shape == (2, 4)
+    assert sorted(map(tuple, baskets.tolist())) == [(0, 0, 1, 1), (1, 0, 1, 0)]

@@ -14,13 +14,15 @@ import polars as pl
 import scipy.sparse as sp
 
 from shoprec.config import EventWeights
-from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID, VALUE
+from shoprec.data.lake import Lake
+from shoprec.data.schema import BASKET_ID, EVENT_TYPE, ITEM_ID, PRICE, TS, USER_ID, VALUE
 
 __all__ = ["Dataset", "IdMap"]
 
 USER_INDEX = "user_index"
 ITEM_INDEX = "item_index"
 WEIGHT = "weight"
+BASKET_INDEX = "basket_index"
 
 
 @dataclass(frozen=True)
@@ -66,14 +68,19 @@ class Dataset:
     """Users, items and their weighted interactions, indexed for models.
 
     ``interactions`` holds one row per kept event: ``user_index``, ``item_index``, ``weight``,
-    ``ts`` and ``event_type``. Events without a user (guest baskets) or without an item, and event
-    types whose weight is zero, are not interactions.
+    ``ts``, ``event_type`` and ``price``. Events without a user (guest baskets) or without an
+    item, and event types whose weight is zero, are not interactions. ``baskets`` holds
+    ``basket_index`` and ``item_index`` of every purchase with a basket, guests' included.
+    ``items`` is the catalogue in index order (``item_index``, ``item_id`` and the canonical item
+    columns, null where an item is known only from events).
     """
 
     user_ids: IdMap
     item_ids: IdMap
     interactions: pl.DataFrame
     weights: EventWeights
+    items: pl.DataFrame
+    baskets: pl.DataFrame
 
     @classmethod
     def from_events(
@@ -82,6 +89,7 @@ class Dataset:
         *,
         items: pl.DataFrame | None = None,
         weights: EventWeights | None = None,
+        basket_event_types: Sequence[str] = ("purchase",),
     ) -> Dataset:
         """Build id maps and weighted interactions from canonical events.
 
@@ -94,9 +102,9 @@ class Dataset:
             schema={"__type": pl.String, "__w": pl.Float64},
         )
         value_weighted = pl.col(EVENT_TYPE).is_in(weights.value_weighted)
+        lazy = events.lazy()
         kept = (
-            events.lazy()
-            .filter(pl.col(USER_ID).is_not_null() & pl.col(ITEM_ID).is_not_null())
+            lazy.filter(pl.col(USER_ID).is_not_null() & pl.col(ITEM_ID).is_not_null())
             .join(table.lazy(), left_on=EVENT_TYPE, right_on="__type", how="inner")
             .with_columns(
                 (
@@ -105,19 +113,71 @@ class Dataset:
                 ).alias(WEIGHT)
             )
             .filter(pl.col(WEIGHT) != 0)
-            .select(USER_ID, ITEM_ID, WEIGHT, TS, EVENT_TYPE)
+            .select(USER_ID, ITEM_ID, WEIGHT, TS, EVENT_TYPE, PRICE)
             .sort(TS, maintain_order=True)
+            .collect()
+        )
+        basket_rows = (
+            lazy.filter(
+                pl.col(BASKET_ID).is_not_null()
+                & pl.col(ITEM_ID).is_not_null()
+                & pl.col(EVENT_TYPE).is_in(list(basket_event_types))
+            )
+            .select(BASKET_ID, ITEM_ID)
+            .unique(maintain_order=True)
             .collect()
         )
         user_ids = IdMap.from_ids(kept.get_column(USER_ID))
         catalogue = [] if items is None else items.get_column(ITEM_ID).to_list()
-        item_ids = IdMap.from_ids([*catalogue, *kept.get_column(ITEM_ID).to_list()])
+        item_ids = IdMap.from_ids(
+            [
+                *catalogue,
+                *kept.get_column(ITEM_ID).to_list(),
+                *basket_rows.get_column(ITEM_ID).to_list(),
+            ]
+        )
+        item_index = item_ids.index_frame(ITEM_ID, ITEM_INDEX)
         interactions = (
             kept.join(user_ids.index_frame(USER_ID, USER_INDEX), on=USER_ID, how="left")
-            .join(item_ids.index_frame(ITEM_ID, ITEM_INDEX), on=ITEM_ID, how="left")
-            .select(USER_INDEX, ITEM_INDEX, WEIGHT, TS, EVENT_TYPE)
+            .join(item_index, on=ITEM_ID, how="left")
+            .select(USER_INDEX, ITEM_INDEX, WEIGHT, TS, EVENT_TYPE, PRICE)
         )
-        return cls(user_ids, item_ids, interactions, weights)
+        baskets = basket_rows.join(item_index, on=ITEM_ID, how="left").select(
+            pl.col(BASKET_ID).rank("dense").cast(pl.Int64).sub(1).alias(BASKET_INDEX),
+            ITEM_INDEX,
+        )
+        catalogue_table = item_index
+        if items is not None:
+            attributes = items.unique(ITEM_ID, keep="last").drop(ITEM_INDEX, strict=False)
+            catalogue_table = item_index.join(attributes, on=ITEM_ID, how="left")
+        return cls(
+            user_ids, item_ids, interactions, weights, catalogue_table.sort(ITEM_INDEX), baskets
+        )
+
+    @classmethod
+    def from_lake(cls, lake: Lake, *, weights: EventWeights | None = None) -> Dataset:
+        """All events and the catalogue of a workspace lake."""
+        return cls.from_events(lake.scan_events(), items=lake.items(), weights=weights)
+
+    def item_column(self, name: str) -> pl.Series:
+        """A catalogue column in item-index order (nulls where unknown)."""
+        if name not in self.items.columns:
+            return pl.Series(name, [None] * self.n_items, dtype=pl.String)
+        return self.items.get_column(name)
+
+    def basket_matrix(self) -> sp.csr_matrix:
+        """Baskets × items, 1 where the basket holds the item."""
+        n_baskets = self.baskets.get_column(BASKET_INDEX).n_unique()
+        return sp.csr_matrix(
+            (
+                np.ones(self.baskets.height, dtype=np.float32),
+                (
+                    self.baskets.get_column(BASKET_INDEX).to_numpy(),
+                    self.baskets.get_column(ITEM_INDEX).to_numpy(),
+                ),
+            ),
+            shape=(n_baskets, self.n_items),
+        )
 
     @property
     def n_users(self) -> int:
