@@ -1,0 +1,304 @@
+"""The recommender API every model shares (STYLE 1–3).
+
+The base class owns the public methods: it validates input, maps external ids to indices,
+builds each user's interaction row (training history plus any history passed at request time),
+masks seen or filtered items, takes the top k and returns external ids. A model fills in hooks:
+
+* ``_fit(dataset)`` learns its state (attributes ending in ``_``);
+* ``_score(rows, users)`` scores every item for a batch of users, given their interaction rows
+  (CSR, users × items) and their training indices (-1 for a user not seen in training);
+* ``_similar(items)`` scores every item against a batch of items (optional).
+
+A user whose scores are all zero (no history the model can use) gets the training popularity
+ranking instead, so no list is arbitrary.
+"""
+
+from __future__ import annotations
+
+import pickle
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Self, TypeVar
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict
+
+from shoprec.data.dataset import Dataset, IdMap
+from shoprec.exceptions import DataError, NotFittedError, ShoprecError
+
+__all__ = ["ModelConfig", "Recommender", "top_k"]
+
+_BATCH = 1024
+
+
+class ModelConfig(BaseModel):
+    """Hyperparameters of one model; ``kind`` names the model class."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    exclude_seen: bool = True
+
+
+C = TypeVar("C", bound=ModelConfig)
+
+
+def top_k(
+    scores: np.ndarray, k: int, tie_rank: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the ``k`` best finite scores of each row, best first.
+
+    Ties are broken by ``tie_rank`` (lower first; default the item index), so results are
+    deterministic. Rows with fewer than ``k`` finite scores are padded with index -1.
+    """
+    n_rows, n_items = scores.shape
+    k = min(k, n_items)
+    if k == 0:
+        return np.empty((n_rows, 0), np.int64), np.empty((n_rows, 0), np.float32)
+    # Sort by (-score, index): argpartition over the negated scores, then a stable sort.
+    part = (
+        np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        if k < n_items
+        else np.tile(np.arange(n_items), (n_rows, 1))
+    )
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # Items tied with the k-th score outside the partition could win the index tie-break:
+    # include every item whose score equals the k-th best before ordering.
+    kth = part_scores.min(axis=1, keepdims=True)
+    candidates = scores >= kth
+    rows: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for row in range(n_rows):
+        index = np.flatnonzero(candidates[row])
+        ties = index if tie_rank is None else tie_rank[index]
+        order = np.lexsort((ties, -scores[row, index]))[:k]
+        chosen = index[order]
+        chosen_scores = scores[row, chosen]
+        finite = np.isfinite(chosen_scores)
+        pad = k - int(finite.sum())
+        rows.append(np.concatenate((chosen[finite], np.full(pad, -1))))
+        values.append(np.concatenate((chosen_scores[finite], np.full(pad, -np.inf))))
+    return np.vstack(rows).astype(np.int64), np.vstack(values).astype(np.float32)
+
+
+class Recommender(ABC, Generic[C]):
+    """Base class of every candidate generator.
+
+    Parameters
+    ----------
+    config
+        The model's pydantic config; keyword arguments build one instead.
+    """
+
+    config_class: ClassVar[type[ModelConfig]]
+    supports_similar_items: ClassVar[bool] = True
+
+    def __init__(self, config: C | None = None, **params: Any) -> None:
+        if config is None:
+            config = self.config_class(**params)  # type: ignore[assignment]
+        elif params:
+            config = config.model_copy(update=params)
+        self.config: C = config  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+    # -- training --------------------------------------------------------------------------------
+    def fit(self, dataset: Dataset) -> Self:
+        """Learn from ``dataset``; a second call replaces the first."""
+        if dataset.interactions.height == 0 and dataset.baskets.height == 0:
+            raise DataError("cannot fit on an empty training set (no interactions)")
+        self.user_ids_: IdMap = dataset.user_ids
+        self.item_ids_: IdMap = dataset.item_ids
+        self.user_items_: sp.csr_matrix = dataset.matrix()
+        counts = np.asarray((self.user_items_ > 0).sum(axis=0)).ravel().astype(np.float32)
+        self.popularity_: np.ndarray = counts
+        # Equal scores rank the more popular item first, then the lower item id.
+        ids = np.asarray(self.item_ids_.external, dtype=str)
+        order = np.lexsort((ids, -counts))
+        self.tie_rank_: np.ndarray = np.empty(order.size, dtype=np.int64)
+        self.tie_rank_[order] = np.arange(order.size)
+        titles = dataset.item_column("title")
+        self.titles_: list[str | None] = titles.cast(pl.String).to_list()
+        self._fit(dataset)
+        return self
+
+    @abstractmethod
+    def _fit(self, dataset: Dataset) -> None: ...
+
+    @abstractmethod
+    def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        """Scores (users × items, float32) for a batch of users."""
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        """Scores (items × items, float32) of every item against each of ``items``."""
+        raise NotImplementedError
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "item_ids_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    # -- recommending ----------------------------------------------------------------------------
+    def user_rows(
+        self, user_ids: Sequence[str], history: pl.DataFrame | None = None
+    ) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Interaction rows of ``user_ids``: training history plus ``history``.
+
+        ``history`` has ``user_id``, ``item_id`` and optionally ``weight`` (default 1); items
+        unknown to the model are ignored.
+        """
+        users = self.user_ids_.to_index(list(user_ids))
+        known = users >= 0
+        if self.user_items_.shape[0]:
+            base = self.user_items_[np.where(known, users, 0)]
+            matrix = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ base)
+            matrix.eliminate_zeros()
+        else:
+            matrix = sp.csr_matrix(np.zeros((len(users), len(self.item_ids_)), np.float32))
+        if history is not None and history.height:
+            weight = history.get_column("weight") if "weight" in history.columns else None
+            position = {u: i for i, u in enumerate(user_ids)}
+            row_index = np.fromiter(
+                (position.get(u, -1) for u in history.get_column("user_id").to_list()),
+                dtype=np.int64,
+                count=history.height,
+            )
+            item_index = self.item_ids_.to_index(history.get_column("item_id").to_list())
+            ok = (row_index >= 0) & (item_index >= 0)
+            values = (
+                np.ones(history.height, np.float32)
+                if weight is None
+                else weight.to_numpy().astype(np.float32)
+            )
+            extra = sp.csr_matrix((values[ok], (row_index[ok], item_index[ok])), shape=matrix.shape)
+            matrix = sp.csr_matrix(matrix + extra)
+        return matrix, users
+
+    def recommend(
+        self,
+        user_ids: Sequence[str],
+        k: int = 10,
+        *,
+        exclude_seen: bool | None = None,
+        filter: Sequence[str] | None = None,
+        history: pl.DataFrame | None = None,
+    ) -> pl.DataFrame:
+        """Top-``k`` items per user: columns ``user_id, rank, item_id, score, title``.
+
+        Parameters
+        ----------
+        exclude_seen
+            Leave out items the user already interacted with; ``None`` uses the model's config
+            (true for most models, false for buy-again).
+        filter
+            Only these item ids may be recommended.
+        history
+            Extra interactions (``user_id, item_id[, weight]``) to fold in, for users seen in
+            training or not.
+        """
+        self._check_fitted()
+        if k <= 0:
+            raise ShoprecError(f"k must be a positive number of items, not {k}")
+        user_ids = [str(u) for u in user_ids]
+        exclude = self.config.exclude_seen if exclude_seen is None else exclude_seen
+        allowed = None
+        if filter is not None:
+            allowed = np.zeros(len(self.item_ids_), dtype=bool)
+            index = self.item_ids_.to_index([str(i) for i in filter])
+            allowed[index[index >= 0]] = True
+        frames = []
+        for start in range(0, len(user_ids), _BATCH):
+            batch = user_ids[start : start + _BATCH]
+            rows, users = self.user_rows(batch, history)
+            scores = np.asarray(self._score(rows, users), dtype=np.float32)
+            empty = ~np.any(scores != 0, axis=1)
+            if empty.any():  # nothing to go on: fall back to training popularity
+                scores[empty] = self.popularity_ / (self.popularity_.max() or 1.0) * 1e-3
+            if exclude:
+                seen = rows.tocoo()
+                scores[seen.row[seen.data > 0], seen.col[seen.data > 0]] = -np.inf
+            if allowed is not None:
+                scores[:, ~allowed] = -np.inf
+            items, values = top_k(scores, k, self.tie_rank_)
+            frames.append(self._frame("user_id", batch, items, values))
+        return pl.concat(frames) if frames else self._frame("user_id", [], np.empty((0, k)), None)
+
+    def similar_items(self, item_ids: Sequence[str], k: int = 10) -> pl.DataFrame:
+        """The ``k`` items most similar to each item: ``item_id, rank, similar_item_id, score,
+        title``. An unknown item gets no rows."""
+        self._check_fitted()
+        if not self.supports_similar_items:
+            raise ShoprecError(f"{type(self).__name__} does not compute similar items")
+        if k <= 0:
+            raise ShoprecError(f"k must be a positive number of items, not {k}")
+        index = self.item_ids_.to_index([str(i) for i in item_ids])
+        known = [str(i) for i, j in zip(item_ids, index, strict=True) if j >= 0]
+        index = index[index >= 0]
+        if index.size == 0:
+            return self._frame("item_id", [], np.empty((0, k)), None, "similar_item_id")
+        scores = np.asarray(self._similar(index), dtype=np.float32)
+        scores[np.arange(index.size), index] = -np.inf  # an item is not similar to itself
+        scores[scores <= 0] = -np.inf  # no evidence, no neighbour
+        items, values = top_k(scores, k, self.tie_rank_)
+        return self._frame("item_id", known, items, values, "similar_item_id")
+
+    def _frame(
+        self,
+        key: str,
+        keys: Sequence[str],
+        items: np.ndarray,
+        values: np.ndarray | None,
+        item_column: str = "item_id",
+    ) -> pl.DataFrame:
+        n, k = items.shape
+        flat = items.ravel()
+        keep = flat >= 0
+        ranks = np.tile(np.arange(1, k + 1), n)[keep]
+        owners = np.repeat(np.asarray(keys, dtype=object), k)[keep] if n else np.array([])
+        chosen = flat[keep]
+        scores = values.ravel()[keep] if values is not None else np.array([], np.float32)
+        return pl.DataFrame(
+            {
+                key: owners.tolist(),
+                "rank": ranks.astype(np.int64),
+                item_column: self.item_ids_.to_external(chosen) if chosen.size else [],
+                "score": scores.astype(np.float64),
+                "title": [self.titles_[i] for i in chosen.tolist()],
+            },
+            schema={
+                key: pl.String,
+                "rank": pl.Int64,
+                item_column: pl.String,
+                "score": pl.Float64,
+                "title": pl.String,
+            },
+        )
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, path: Path | str) -> None:
+        """Write the fitted model to one file (a pickle of shoprec's own objects)."""
+        self._check_fitted()
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(target.name + ".tmp")
+        with temporary.open("wb") as handle:
+            pickle.dump(self, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        temporary.replace(target)
+
+    @classmethod
+    def load(cls, path: Path | str) -> Recommender[Any]:
+        """Read a model written by :meth:`save` (only load files you wrote yourself)."""
+        with Path(path).open("rb") as handle:
+            model = pickle.load(handle)
+        if not isinstance(model, Recommender):
+            raise ShoprecError(f"{path}: not a shoprec model")
+        if cls is not Recommender and not isinstance(model, cls):
+            raise ShoprecError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
+        return model

@@ -1,0 +1,58 @@
+"""EASE (Steck, 2019): a closed-form item-item linear model with a zero diagonal."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from shoprec.data.dataset import Dataset
+from shoprec.exceptions import DataError
+from shoprec.models.base import ModelConfig, Recommender
+
+__all__ = ["EASEConfig", "EASEModel"]
+
+
+class EASEConfig(ModelConfig):
+    kind: Literal["ease"] = "ease"
+    l2: float = Field(default=500.0, gt=0, description="ridge penalty λ")
+    binary: bool = Field(default=True, description="use 1/0 interactions instead of weights")
+    max_items: int = Field(default=30_000, ge=1, description="refuse larger catalogues")
+
+
+class EASEModel(Recommender[EASEConfig]):
+    """``B = I - P / diag(P)`` with ``P = (XᵀX + λI)⁻¹``; scores are ``X_u B``.
+
+    The model is a dense items × items matrix, so the catalogue size is capped by ``max_items``
+    (memory grows with its square).
+    """
+
+    config_class = EASEConfig
+
+    def _fit(self, dataset: Dataset) -> None:
+        n_items = dataset.n_items
+        if n_items > self.config.max_items:
+            raise DataError(
+                f"EASE needs an items × items matrix; {n_items:,} items exceed max_items="
+                f"{self.config.max_items:,}"
+            )
+        matrix = sp.csr_matrix(self.user_items_, dtype=np.float64)
+        if self.config.binary:
+            matrix.data = np.ones_like(matrix.data)
+        gram = np.asarray((matrix.T @ matrix).todense(), dtype=np.float64)
+        gram[np.diag_indices(n_items)] += self.config.l2
+        precision = np.linalg.inv(gram)
+        weights = precision / (-np.diag(precision))
+        weights[np.diag_indices(n_items)] = 0.0
+        self.weights_ = weights.astype(np.float32)
+
+    def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        if self.config.binary:
+            rows = rows.copy()
+            rows.data = np.ones_like(rows.data)
+        return np.asarray(rows @ self.weights_, dtype=np.float32)
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        return np.asarray(self.weights_[items], dtype=np.float32)
