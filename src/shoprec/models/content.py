@@ -36,10 +36,21 @@ class ContentConfig(ModelConfig):
     alpha: float = Field(default=0.3, gt=0, le=1, description="the ema's a")
     half_life_days: float = Field(default=30.0, gt=0)
     metric: Literal["cosine", "euclidean"] = "cosine"
+    popularity_weight: float = Field(
+        default=0.3,
+        ge=0,
+        description="adds this times the training popularity (0..1) to a user's scores: "
+        "similarity alone ignores demand",
+    )
 
 
 def _standardise(values: np.ndarray) -> np.ndarray:
-    values = np.nan_to_num(values.astype(np.float64), nan=np.nanmean(values) if values.size else 0)
+    """Columns to zero mean and unit spread; missing values become the column mean (0)."""
+    values = values.astype(np.float64)
+    present = ~np.isnan(values)
+    counts = present.sum(axis=0)
+    means = np.where(counts > 0, np.nansum(values, axis=0) / np.maximum(counts, 1), 0.0)
+    values = np.where(present, values, means)
     spread = values.std(axis=0)
     spread[spread == 0] = 1.0
     return np.asarray((values - values.mean(axis=0)) / spread, dtype=np.float64)
@@ -174,7 +185,12 @@ class ContentModel(Recommender[ContentConfig]):
             totals = np.asarray(weights.sum(axis=1)).ravel()
             totals[totals == 0] = 1.0
             preferences[other] = np.asarray(weights @ self.vectors_) / totals[:, None]
-        return self._nearest(preferences)
+        scores = self._nearest(preferences)
+        if self.config.popularity_weight > 0:
+            prior = self.popularity_ / (self.popularity_.max() or 1.0)
+            has_query = np.any(scores != 0, axis=1)
+            scores[has_query] += self.config.popularity_weight * prior
+        return scores
 
     def _nearest(self, queries: np.ndarray) -> np.ndarray:
         has_query = np.linalg.norm(queries, axis=1) > 0
