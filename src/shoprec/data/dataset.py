@@ -165,6 +165,13 @@ class Dataset:
             return pl.Series(name, [None] * self.n_items, dtype=pl.String)
         return self.items.get_column(name)
 
+    def popularity_counts(self) -> np.ndarray:
+        """Distinct users who interacted with each item, in item-index order."""
+        counts = self.interactions.group_by(ITEM_INDEX).agg(pl.col(USER_INDEX).n_unique())
+        result = np.zeros(self.n_items, dtype=np.float64)
+        result[counts.get_column(ITEM_INDEX).to_numpy()] = counts.get_column(USER_INDEX).to_numpy()
+        return result
+
     def basket_matrix(self) -> sp.csr_matrix:
         """Baskets × items, 1 where the basket holds the item."""
         n_baskets = self.baskets.get_column(BASKET_INDEX).n_unique()

@@ -1,0 +1,1 @@
+"""Offline evaluation: splitters, metrics, tuning and the report."""
