@@ -69,6 +69,41 @@ class IngestConfig(_Strict):
     entity_type: str | None = Field(default=None, description="entity type of ingested items")
 
 
+_MODEL_KINDS = (
+    "popular", "copurchase", "itemknn", "ease", "als", "bpr", "content", "buy_again",
+)  # fmt: skip
+
+
+class EvaluationSettings(_Strict):
+    """What ``shoprec evaluate`` does: the split, the metrics and whether to tune first."""
+
+    split: dict[str, Any] = Field(
+        default_factory=lambda: {"kind": "time", "train_ratio": 0.8},
+        description="a splitter: kind time (cutoff or train_ratio), leave_last_out or random",
+    )
+    k: int = Field(default=10, ge=1, le=1000)
+    curve_ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])
+    metrics: list[str] = Field(
+        default_factory=lambda: [
+            "precision",
+            "recall",
+            "map",
+            "ndcg",
+            "mrr",
+            "hit_rate",
+            "missed_offers",
+            "coverage",
+            "gini",
+            "novelty",
+            "intra_list_diversity",
+            "price_tier_fit",
+        ]
+    )
+    exclude_seen: Literal["model", "both"] = "both"
+    tune: bool = Field(default=False, description="tune each model on folds of the train part")
+    tuning: dict[str, Any] = Field(default_factory=dict, description="see TuningConfig")
+
+
 class Settings(BaseSettings):
     """Everything shoprec can be told, with the embedded defaults."""
 
@@ -79,6 +114,12 @@ class Settings(BaseSettings):
     workspace: Path = Path("shoprec-data")
     event_weights: EventWeights = Field(default_factory=EventWeights)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    models: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {kind: {"kind": kind} for kind in _MODEL_KINDS},
+        description="name -> model config (kind plus hyperparameters)",
+    )
+    default_model: str = Field(default="ease", description="the model 'recommend' serves")
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -126,6 +167,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         if explicit:  # already typed by the CLI; validating again would re-read the environment
             settings = settings.model_copy(update=explicit)
+        _check_references(settings, str(config_file) if config_file else "settings")
     except ValidationError as exc:
         where = str(config_file) if config_file is not None else "settings"
         problems = "; ".join(
@@ -133,3 +175,32 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         )
         raise ConfigError(f"{where}: {problems}") from None
     return settings
+
+
+def _check_references(settings: Settings, where: str) -> None:
+    """Validate the parts typed by other modules (models, split, tuning) at load time."""
+    from shoprec.evaluation.splitters import parse_split_config
+    from shoprec.evaluation.tuning import TuningConfig
+    from shoprec.models import parse_model_config
+
+    for name, model in settings.models.items():
+        try:
+            parse_model_config(model)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: models.{name}: {exc}") from None
+    if settings.default_model not in settings.models:
+        known = ", ".join(settings.models) or "none"
+        raise ConfigError(
+            f"{where}: default_model {settings.default_model!r} is not among the models ({known})"
+        )
+    try:
+        parse_split_config(settings.evaluation.split)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: evaluation.split: {exc}") from None
+    try:
+        TuningConfig.model_validate(settings.evaluation.tuning)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}: evaluation.tuning: {problems}") from None

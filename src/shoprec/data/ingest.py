@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
 
 from shoprec.config import IngestConfig
-from shoprec.data.formats import get_adapter
+from shoprec.data.formats import SourceData, get_adapter
 from shoprec.data.lake import Lake
 from shoprec.data.report import FILE, LINE, Check, LoadReport, split_rejects
 from shoprec.data.schema import (
@@ -31,7 +31,7 @@ from shoprec.data.schema import (
 )
 from shoprec.exceptions import SourceError
 
-__all__ = ["ingest"]
+__all__ = ["ingest", "read_events"]
 
 _PRIVATE = (FILE, LINE)
 
@@ -96,29 +96,15 @@ def ingest(
         on_step("reading")
     source = adapter.read(files)
 
-    assign_ids = EventIdAssigner()
     rejected: list[pl.DataFrame] = []
     events_read = 0
     with Lake(workspace).writer() as writer:
-        for chunk in source.iter_events():
-            chunk = chunk.with_columns(pl.lit(format_name).alias(SOURCE))
-            events, rejects = _validate(chunk, EVENTS_SCHEMA, event_checks())
-            rejected.extend(rejects)
-            if events is None or events.height == 0:
-                continue
-            supplied = events.get_column(EVENT_ID).null_count() < events.height
-            writer.add_events(assign_ids(events), ids_unique=not supplied)
+        for events, supplied in _validated_events(source, format_name, rejected):
+            writer.add_events(events, ids_unique=not supplied)
             events_read += events.height
             if on_step:
                 on_step(f"{source.rows_read:,} rows read")
-        items, item_rejects = _validate(
-            _item_defaults(source.items, config), ITEMS_SCHEMA, _item_checks()
-        )
-        users, user_rejects = _validate(
-            source.users,
-            USERS_SCHEMA,
-            [Check("missing user_id", USER_ID, pl.col(USER_ID).is_null())],
-        )
+        items, users = _validated_tables(source, config, rejected)
         if items is not None:
             writer.upsert_items(items)
         if users is not None:
@@ -127,23 +113,87 @@ def ingest(
             on_step("writing the lake")
     result = writer.result
     assert result is not None
+    report = _report(format_name, files, source, rejected, events_read, items, users)
+    report.events_added = result.events_added
+    report.events_already_in_lake = result.events_duplicate
+    _write_log(Path(workspace), report)
+    return report
 
-    report = LoadReport(
+
+def read_events(
+    paths: Sequence[Path | str],
+    format_name: str,
+    *,
+    config: IngestConfig | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame | None, LoadReport]:
+    """Read and validate a source without touching any lake: events, items and the report.
+
+    Rejected rows are only reported (``report.rejects``); nothing is written.
+    """
+    config = config or IngestConfig()
+    adapter = get_adapter(format_name, config)
+    files = [Path(p) for p in paths]
+    _check_paths(files)
+    source = adapter.read(files)
+    rejected: list[pl.DataFrame] = []
+    chunks = [events for events, _ in _validated_events(source, format_name, rejected)]
+    events = (
+        pl.concat(chunks, how="vertical") if chunks else pl.DataFrame(schema=EVENTS_SCHEMA)
+    ).unique(EVENT_ID, keep="first", maintain_order=True)
+    items, users = _validated_tables(source, config, rejected)
+    report = _report(format_name, files, source, rejected, events.height, items, users)
+    return events, items, report
+
+
+def _validated_events(
+    source: SourceData, format_name: str, rejected: list[pl.DataFrame]
+) -> Iterator[tuple[pl.DataFrame, bool]]:
+    """Valid events chunk by chunk, with ids; whether the source supplied the ids."""
+    assign_ids = EventIdAssigner()
+    for chunk in source.iter_events():
+        chunk = chunk.with_columns(pl.lit(format_name).alias(SOURCE))
+        events, rejects = _validate(chunk, EVENTS_SCHEMA, event_checks())
+        rejected.extend(rejects)
+        if events is None or events.height == 0:
+            continue
+        supplied = events.get_column(EVENT_ID).null_count() < events.height
+        yield assign_ids(events), supplied
+
+
+def _validated_tables(
+    source: SourceData, config: IngestConfig, rejected: list[pl.DataFrame]
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    items, item_rejects = _validate(
+        _item_defaults(source.items, config), ITEMS_SCHEMA, _item_checks()
+    )
+    users, user_rejects = _validate(
+        source.users, USERS_SCHEMA, [Check("missing user_id", USER_ID, pl.col(USER_ID).is_null())]
+    )
+    rejected.extend([*item_rejects, *user_rejects])
+    return items, users
+
+
+def _report(
+    format_name: str,
+    files: Sequence[Path],
+    source: SourceData,
+    rejected: list[pl.DataFrame],
+    events_read: int,
+    items: pl.DataFrame | None,
+    users: pl.DataFrame | None,
+) -> LoadReport:
+    return LoadReport(
         format=format_name,
         files=[str(p) for p in files],
         rows_read=source.rows_read,
-        rejects=pl.concat(
-            [source.all_rejects(), *rejected, *item_rejects, *user_rejects], how="vertical"
-        ).sort("file", "line", nulls_last=True, maintain_order=True),
+        rejects=pl.concat([source.all_rejects(), *rejected], how="vertical").sort(
+            "file", "line", nulls_last=True, maintain_order=True
+        ),
         warnings=list(source.warnings),
         events_read=events_read,
-        events_added=result.events_added,
-        events_already_in_lake=result.events_duplicate,
         items=0 if items is None else items.height,
         users=0 if users is None else users.height,
     )
-    _write_log(Path(workspace), report)
-    return report
 
 
 def _item_defaults(items: pl.DataFrame | None, config: IngestConfig) -> pl.DataFrame | None:

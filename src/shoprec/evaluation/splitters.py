@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID, VALUE
 from shoprec.exceptions import ConfigError, DataError
@@ -27,6 +27,7 @@ __all__ = [
     "Split",
     "TimeSplit",
     "make_split",
+    "parse_split_config",
 ]
 
 
@@ -172,6 +173,23 @@ class RandomSplit(_SplitConfig):
 
 
 AnySplitConfig = Annotated[TimeSplit | LeaveLastOutSplit | RandomSplit, Field(discriminator="kind")]
+
+
+_SPLIT_ADAPTER: TypeAdapter[AnySplitConfig] = TypeAdapter(AnySplitConfig)
+
+
+def parse_split_config(data: dict[str, Any] | AnySplitConfig) -> AnySplitConfig:
+    """A splitter config from a mapping with ``kind`` (time, leave_last_out or random)."""
+    if isinstance(data, TimeSplit | LeaveLastOutSplit | RandomSplit):
+        return data
+    try:
+        return _SPLIT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'kind'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(problems) from None
 
 
 def make_split(config: AnySplitConfig, events: pl.DataFrame) -> Split:

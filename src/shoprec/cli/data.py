@@ -1,111 +1,30 @@
-"""The ``shoprec`` command line."""
+"""Data commands: ingest, formats, generate, summary."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
-from shoprec.config import Settings, load_settings
+from shoprec.cli.common import (
+    ConfigOption,
+    WorkspaceOption,
+    app,
+    console,
+    errors,
+    progress_bar,
+    run,
+    settings_for,
+)
 from shoprec.data.formats import adapter_names
 from shoprec.data.ingest import ingest as ingest_files
 from shoprec.data.report import LoadReport
 from shoprec.data.summary import lake_summary
 from shoprec.data.synthetic import ShopSpec, generate_shop
-from shoprec.exceptions import ShoprecError
-
-app = typer.Typer(
-    name="shoprec",
-    help="shoprec: a self-hosted recommendation engine for shops and marketplaces.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console()
-errors = Console(stderr=True)
-T = TypeVar("T")
-
-WorkspaceOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--workspace", "-w", help="Workspace folder [env SHOPREC_WORKSPACE; default ./shoprec-data]"
-    ),
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML or TOML config file.")
-]
-
-
-def _run(action: Callable[[], T]) -> T:
-    """Run a command body; a deliberate error becomes one red line and exit code 2."""
-    try:
-        return action()
-    except ShoprecError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        if os.environ.get("SHOPREC_DEBUG"):
-            raise
-        errors.print(
-            f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc} "
-            "(set SHOPREC_DEBUG=1 for the traceback)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(code=1) from None
-
-
-def _settings(config: Path | None, workspace: Path | None) -> Settings:
-    return _run(lambda: load_settings(config, workspace=workspace))
-
-
-class _Bar:
-    """A rich progress line on stderr: a bar when the total is known, a spinner otherwise."""
-
-    def __init__(self, progress: Progress, task: TaskID) -> None:
-        self._progress = progress
-        self._task = task
-
-    def count(self, done: int, total: int) -> None:
-        self._progress.update(self._task, completed=done, total=total)
-
-    def say(self, text: str) -> None:
-        self._progress.update(self._task, description=text)
-
-
-@contextmanager
-def _progress(description: str) -> Iterator[_Bar]:
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-        disable=not errors.is_terminal,
-    ) as progress:
-        yield _Bar(progress, progress.add_task(description, total=None))
 
 
 def _print_report(report: LoadReport) -> None:
@@ -156,11 +75,11 @@ def ingest(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Load source files into the workspace lake, with a report of every rejected row."""
-    settings = _settings(config, workspace)
+    settings = settings_for(config, workspace)
     ingest_config = settings.ingest.model_copy(
         update={k: v for k, v in {"table": table, "entity_type": entity_type}.items() if v}
     )
-    with _progress(f"ingesting {len(paths)} file(s) as {format_name}") as bar:
+    with progress_bar(f"ingesting {len(paths)} file(s) as {format_name}") as bar:
         load = partial(
             ingest_files,
             paths,
@@ -169,7 +88,7 @@ def ingest(
             config=ingest_config,
             on_step=bar.say,
         )
-        report = _run(load)
+        report = run(load)
     if json_output:
         console.print_json(json.dumps(report.to_dict()))
     else:
@@ -203,7 +122,7 @@ def generate(
     except ValueError as exc:
         errors.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(code=2) from None
-    with _progress("generating events") as bar:
+    with progress_bar("generating events") as bar:
         shop = generate_shop(spec, out, events_format=events_format, on_progress=bar.count)
     console.print(
         f"wrote {shop.n_items:,} items to {shop.items_path}, {shop.n_users:,} users to "
@@ -211,7 +130,7 @@ def generate(
     )
 
 
-def _print_summary(workspace: Path) -> None:
+def print_summary(workspace: Path) -> None:
     summary = lake_summary(workspace)
     table = Table(title=f"workspace {workspace}", show_header=False)
     table.add_column("what")
@@ -230,51 +149,5 @@ def _print_summary(workspace: Path) -> None:
 @app.command()
 def summary(workspace: WorkspaceOption = None, config: ConfigOption = None) -> None:
     """Summarise what the workspace lake holds."""
-    settings = _settings(config, workspace)
-    _run(lambda: _print_summary(settings.workspace))
-
-
-@app.command()
-def demo(
-    workspace: WorkspaceOption = None,
-    events: Annotated[int, typer.Option(help="Size of the synthetic shop.")] = 200_000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
-) -> None:
-    """The main job on embedded defaults: generate a synthetic shop, ingest it, summarise."""
-    settings = _settings(None, workspace)
-    source = settings.workspace / "source"
-    console.rule("1/3 generate a synthetic shop")
-    generate(source, events=events, seed=seed)
-    console.rule("2/3 ingest it into the lake")
-    table = Table("file", "format", "rows read", "rejected", "new events", "items", "users")
-    for name, fmt in (("items.csv", "csv"), ("users.csv", "csv"), ("events.parquet", "parquet")):
-        with _progress(f"ingesting {name}"):
-            load = partial(
-                ingest_files,
-                [source / name],
-                fmt,
-                workspace=settings.workspace,
-                config=settings.ingest,
-            )
-            report = _run(load)
-        table.add_row(
-            name,
-            fmt,
-            *(
-                f"{n:,}"
-                for n in (
-                    report.rows_read,
-                    report.rows_rejected,
-                    report.events_added,
-                    report.items,
-                    report.users,
-                )
-            ),
-        )
-    console.print(table)
-    console.rule("3/3 what the lake holds")
-    _print_summary(settings.workspace)
-
-
-def main() -> None:  # pragma: no cover - console entry
-    app(sys.argv[1:])
+    settings = settings_for(config, workspace)
+    run(lambda: print_summary(settings.workspace))

@@ -1,0 +1,99 @@
+"""What every command shares: the app, consoles, options, error handling and progress."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from shoprec.config import Settings, load_settings
+from shoprec.exceptions import ShoprecError
+
+app = typer.Typer(
+    name="shoprec",
+    help="shoprec: a self-hosted recommendation engine for shops and marketplaces.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace", "-w", help="Workspace folder [env SHOPREC_WORKSPACE; default ./shoprec-data]"
+    ),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML or TOML config file.")
+]
+
+
+def run(action: Callable[[], T]) -> T:
+    """Run a command body; a deliberate error becomes one red line and exit code 2."""
+    try:
+        return action()
+    except ShoprecError as exc:
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if os.environ.get("SHOPREC_DEBUG"):
+            raise
+        errors.print(
+            f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc} "
+            "(set SHOPREC_DEBUG=1 for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1) from None
+
+
+def settings_for(config: Path | None, workspace: Path | None) -> Settings:
+    return run(lambda: load_settings(config, workspace=workspace))
+
+
+class Bar:
+    """A rich progress line on stderr: a bar when the total is known, a spinner otherwise."""
+
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self._progress = progress
+        self._task = task
+
+    def count(self, done: int, total: int) -> None:
+        self._progress.update(self._task, completed=done, total=total)
+
+    def say(self, text: str) -> None:
+        self._progress.update(self._task, description=text)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Bar]:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+        disable=not errors.is_terminal,
+    ) as progress:
+        yield Bar(progress, progress.add_task(description, total=None))

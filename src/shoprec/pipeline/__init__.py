@@ -1,0 +1,1 @@
+"""The batch pipeline: build model runs and publish them in the workspace."""

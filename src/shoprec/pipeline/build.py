@@ -1,0 +1,141 @@
+"""``shoprec build``: train the configured models and publish them as one run.
+
+A run lives in ``<workspace>/models/<run-id>/``: one file per model and a ``manifest.json``
+(config, data fingerprint, models, timings, metrics when evaluated). ``models/CURRENT`` names the
+published run and is replaced atomically, so a reader never sees half a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from shoprec.config import Settings
+from shoprec.data.dataset import Dataset
+from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID
+from shoprec.exceptions import DataError, LakeError
+from shoprec.models import Recommender, model_from_config
+
+__all__ = ["BuildResult", "build", "current_run", "load_model", "publish"]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    run_id: str
+    run_dir: Path
+    fit_seconds: dict[str, float]
+    default_model: str
+
+
+def _fingerprint(events: pl.DataFrame) -> dict[str, Any]:
+    stats = events.select(
+        pl.len().alias("events"),
+        pl.col(USER_ID).n_unique().alias("users"),
+        pl.col(ITEM_ID).n_unique().alias("items"),
+        pl.col(TS).min().alias("first"),
+        pl.col(TS).max().alias("last"),
+    ).row(0, named=True)
+    by_type = dict(events.group_by(EVENT_TYPE).len().sort(EVENT_TYPE).iter_rows())
+    return {
+        **{k: str(v) if isinstance(v, datetime) else v for k, v in stats.items()},
+        "by_type": by_type,
+    }
+
+
+def build(
+    events: pl.DataFrame,
+    settings: Settings,
+    *,
+    items: pl.DataFrame | None = None,
+    source: str = "lake",
+    publish_run: bool = True,
+    on_model: Callable[[str], None] | None = None,
+) -> BuildResult:
+    """Fit every configured model on ``events`` and write the run (published by default)."""
+    if events.height == 0:
+        raise DataError("cannot build: the training events are empty")
+    dataset = Dataset.from_events(events, items=items, weights=settings.event_weights)
+    if dataset.interactions.height == 0:
+        raise DataError(
+            "cannot build: no event has a user, an item and an event type with a weight "
+            f"(weights: {settings.event_weights.weights})"
+        )
+    stamp = datetime.now(UTC)
+    run_id = f"{stamp:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    models_dir = settings.workspace / "models"
+    run_dir = models_dir / run_id
+    run_dir.mkdir(parents=True)
+    fit_seconds: dict[str, float] = {}
+    entries: dict[str, Any] = {}
+    for name, config in settings.models.items():
+        if on_model is not None:
+            on_model(name)
+        started = time.perf_counter()
+        model = model_from_config(config).fit(dataset)
+        fit_seconds[name] = time.perf_counter() - started
+        model.save(run_dir / f"{name}.pkl")
+        entries[name] = {
+            "kind": model.config.kind,
+            "config": model.config.model_dump(mode="json"),
+            "file": f"{name}.pkl",
+            "fit_seconds": round(fit_seconds[name], 3),
+        }
+    manifest = {
+        "run_id": run_id,
+        "created_at": stamp.isoformat(),
+        "source": source,
+        "data": _fingerprint(events),
+        "n_users": dataset.n_users,
+        "n_items": dataset.n_items,
+        "event_weights": settings.event_weights.model_dump(mode="json"),
+        "models": entries,
+        "default_model": settings.default_model,
+        "metrics": {},
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    if publish_run:
+        publish(settings.workspace, run_id)
+    return BuildResult(run_id, run_dir, fit_seconds, settings.default_model)
+
+
+def publish(workspace: Path, run_id: str) -> None:
+    """Make ``run_id`` the current run (an atomic replace of ``models/CURRENT``)."""
+    models_dir = workspace / "models"
+    if not (models_dir / run_id / "manifest.json").is_file():
+        raise LakeError(f"{models_dir / run_id}: no such run")
+    temporary = models_dir / f".CURRENT.{os.getpid()}"
+    temporary.write_text(run_id + "\n")
+    os.replace(temporary, models_dir / "CURRENT")
+
+
+def current_run(workspace: Path) -> tuple[str, dict[str, Any]]:
+    """The published run's id and manifest."""
+    pointer = workspace / "models" / "CURRENT"
+    if not pointer.is_file():
+        raise LakeError(f"{workspace}: no published model run; run 'shoprec build' first")
+    run_id = pointer.read_text().strip()
+    manifest_path = workspace / "models" / run_id / "manifest.json"
+    try:
+        return run_id, json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LakeError(f"{manifest_path}: cannot read the run manifest: {exc}") from None
+
+
+def load_model(workspace: Path, name: str | None = None) -> tuple[Recommender[Any], str]:
+    """A model of the current run (its default model unless ``name`` is given) and its name."""
+    run_id, manifest = current_run(workspace)
+    chosen = name or manifest["default_model"]
+    if chosen not in manifest["models"]:
+        known = ", ".join(manifest["models"])
+        raise LakeError(f"run {run_id} has no model {chosen!r}; it has {known}")
+    path = workspace / "models" / run_id / manifest["models"][chosen]["file"]
+    return Recommender.load(path), chosen
