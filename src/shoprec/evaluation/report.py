@@ -30,12 +30,12 @@ def _own_runs(result: EvaluationResult) -> list[ModelRun]:
 
 def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=110)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _curves(result: EvaluationResult) -> str:
-    figure = Figure(figsize=(11, 7.5))
+    figure = Figure(figsize=(11, 7.5), layout="constrained")
     axes = figure.subplots(2, 2)
     for axis, metric in zip(axes.ravel(), _CURVES, strict=True):
         for run in _own_runs(result):
@@ -56,7 +56,7 @@ def _popularity(result: EvaluationResult) -> str:
     runs = _own_runs(result)
     data = [np.log10(1.0 + np.asarray(result.catalogue_popularity))]
     data += [np.log10(1.0 + np.asarray(r.recommended_popularity or [0.0])) for r in runs]
-    figure = Figure(figsize=(11, 4.5))
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
     axis = figure.subplots()
     axis.boxplot(data, showfliers=False)
     axis.set_xticks(range(1, len(data) + 1), ["catalogue", *[r.name for r in runs]], rotation=20)
@@ -71,7 +71,7 @@ def _bars(result: EvaluationResult, metrics: tuple[str, ...], title: str) -> str
     names = [f"{m}@{result.k}" for m in metrics]
     if not any(name in run.metrics for run in runs for name in names):
         return None
-    figure = Figure(figsize=(11, 4))
+    figure = Figure(figsize=(11, 4), layout="constrained")
     axis = figure.subplots()
     width = 0.8 / len(names)
     for offset, name in enumerate(names):
