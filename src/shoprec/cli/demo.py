@@ -17,7 +17,12 @@ from shoprec.cli.common import (
     settings_for,
 )
 from shoprec.cli.data import generate, print_summary
+from shoprec.cli.models import evaluate_workspace, print_results
 from shoprec.data.ingest import ingest as ingest_files
+from shoprec.data.lake import Lake
+from shoprec.evaluation.report import write_report
+from shoprec.models import parse_model_config
+from shoprec.pipeline.build import build as build_run
 
 
 @app.command()
@@ -26,12 +31,12 @@ def demo(
     events: Annotated[int, typer.Option(help="Size of the synthetic shop.")] = 200_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
-    """The main job on embedded defaults: generate a synthetic shop, ingest it, summarise."""
+    """The main job on embedded defaults: generate a shop, ingest, evaluate, build."""
     settings = settings_for(None, workspace)
     source = settings.workspace / "source"
-    console.rule("1/3 generate a synthetic shop")
+    console.rule("1/5 generate a synthetic shop")
     generate(source, events=events, seed=seed)
-    console.rule("2/3 ingest it into the lake")
+    console.rule("2/5 ingest it into the lake")
     table = Table("file", "format", "rows read", "rejected", "new events", "items", "users")
     for name, fmt in (("items.csv", "csv"), ("users.csv", "csv"), ("events.parquet", "parquet")):
         with progress_bar(f"ingesting {name}"):
@@ -58,5 +63,23 @@ def demo(
             ),
         )
     console.print(table)
-    console.rule("3/3 what the lake holds")
+    console.rule("3/5 what the lake holds")
     print_summary(settings.workspace)
+    console.rule("4/5 evaluate every model on the same split")
+    models = {name: parse_model_config(c) for name, c in settings.models.items()}
+    result = run(
+        partial(evaluate_workspace, settings, models, k=settings.evaluation.k, tune_first=False)
+    )
+    print_results(result)
+    folder = settings.workspace / "reports" / "demo"
+    _, html_path = write_report(result, folder, title="shoprec demo: the synthetic shop")
+    console.print(f"report: {html_path}", soft_wrap=True)
+    console.rule("5/5 build and publish the models")
+    lake = Lake(settings.workspace)
+    with progress_bar("building"):
+        built = run(partial(build_run, lake.events(), settings, items=lake.items()))
+    console.print(
+        f"published run {built.run_id} (default model: {built.default_model}); "
+        "try: shoprec recommend --users FILE --output recs.csv",
+        soft_wrap=True,
+    )

@@ -40,7 +40,7 @@ DEFAULT_SPACE: dict[str, dict[str, list[Any]]] = {
     },
     "bpr": {"factors": [32, 64], "learning_rate": [0.01, 0.05]},
     "itemknn": {"neighbours": [50, 200], "shrink": [0.0, 10.0]},
-    "content": {"popularity_weight": [0.1, 0.3, 1.0], "alpha": [0.1, 0.3]},
+    "content": {"popularity_weight": [0.2, 0.5, 1.0], "blend": ["ema", "decay"]},
     "copurchase": {"top_n": [20, 100]},
     "buy_again": {"half_life_days": [30.0, 90.0, 365.0]},
     "popular": {"mode": ["global", "category", "trending"]},

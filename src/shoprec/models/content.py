@@ -29,7 +29,7 @@ class ContentConfig(ModelConfig):
         description="string attributes with more distinct values are not one-hot encoded",
     )
     blend: Literal["ema", "decay"] = Field(
-        default="ema",
+        default="decay",
         description="ema: new = (1 - a) * old + a * item, in time order; decay: mean weighted "
         "by event weight and 0.5 ** (age / half_life)",
     )
