@@ -37,7 +37,7 @@ class ContentConfig(ModelConfig):
     half_life_days: float = Field(default=30.0, gt=0)
     metric: Literal["cosine", "euclidean"] = "cosine"
     popularity_weight: float = Field(
-        default=0.3,
+        default=0.5,
         ge=0,
         description="adds this times the training popularity (0..1) to a user's scores: "
         "similarity alone ignores demand",
