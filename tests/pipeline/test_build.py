@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from shoprec.config import load_settings
+from shoprec.data.schema import EVENTS_SCHEMA, conform
+from shoprec.exceptions import DataError, LakeError
+from shoprec.pipeline.build import build, current_run, load_model, publish
+
+
+def _events() -> pl.DataFrame:
+    rows = [
+        (f"u{u}", f"i{(u + j) % 7}", "purchase", datetime(2024, 1, 1 + j, tzinfo=UTC))
+        for u in range(20)
+        for j in range(4)
+    ]
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "event_type", "ts"], orient="row")
+    return conform(frame, EVENTS_SCHEMA)
+
+
+def test_build_publishes_a_run(tmp_path: Path) -> None:
+    settings = load_settings(workspace=tmp_path)
+    result = build(_events(), settings)
+    run_id, manifest = current_run(tmp_path)
+    assert run_id == result.run_id
+    assert set(manifest["models"]) == set(settings.models)
+    assert manifest["data"]["events"] == 80
+    assert manifest["default_model"] == "ease"
+    model, name = load_model(tmp_path)
+    assert name == "ease"
+    assert model.recommend(["u1"], k=3).height == 3
+    second = build(_events(), settings)
+    assert current_run(tmp_path)[0] == second.run_id
+    publish(tmp_path, result.run_id)  # roll back to the first run
+    assert current_run(tmp_path)[0] == result.run_id
+
+
+def test_build_errors(tmp_path: Path) -> None:
+    settings = load_settings(workspace=tmp_path)
+    with pytest.raises(DataError, match="training events are empty"):
+        build(_events().head(0), settings)
+    views = _events().with_columns(pl.lit("impression").alias("event_type"))
+    with pytest.raises(DataError, match="no event has a user, an item and an event type"):
+        build(views, settings)
+    with pytest.raises(LakeError, match="no published model run"):
+        current_run(tmp_path)
+    with pytest.raises(LakeError, match="no such run"):
+        publish(tmp_path, "nope")
+
+
+def test_unknown_model_name_in_a_run(tmp_path: Path) -> None:
+    build(_events(), load_settings(workspace=tmp_path))
+    with pytest.raises(LakeError, match="has no model 'deep'"):
+        load_model(tmp_path, "deep")
+    manifest = json.loads(
+        (tmp_path / "models" / current_run(tmp_path)[0] / "manifest.json").read_text()
+    )
+    assert manifest["models"]["als"]["kind"] == "als"
