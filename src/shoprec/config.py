@@ -74,6 +74,12 @@ _MODEL_KINDS = (
 )  # fmt: skip
 
 
+DEFAULT_METRICS = (
+    "precision", "recall", "map", "ndcg", "mrr", "hit_rate", "missed_offers", "coverage",
+    "gini", "novelty", "intra_list_diversity", "price_tier_fit",
+)  # fmt: skip
+
+
 class EvaluationSettings(_Strict):
     """What ``shoprec evaluate`` does: the split, the metrics and whether to tune first."""
 
@@ -83,22 +89,7 @@ class EvaluationSettings(_Strict):
     )
     k: int = Field(default=10, ge=1, le=1000)
     curve_ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])
-    metrics: list[str] = Field(
-        default_factory=lambda: [
-            "precision",
-            "recall",
-            "map",
-            "ndcg",
-            "mrr",
-            "hit_rate",
-            "missed_offers",
-            "coverage",
-            "gini",
-            "novelty",
-            "intra_list_diversity",
-            "price_tier_fit",
-        ]
-    )
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     exclude_seen: Literal["model", "both"] = "both"
     tune: bool = Field(default=False, description="tune each model on folds of the train part")
     tuning: dict[str, Any] = Field(default_factory=dict, description="see TuningConfig")

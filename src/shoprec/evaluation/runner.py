@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from shoprec.config import EventWeights
+from shoprec.config import DEFAULT_METRICS, EventWeights
 from shoprec.data.dataset import Dataset
 from shoprec.data.schema import EVENT_TYPE, ITEM_ID, PRICE, USER_ID
 from shoprec.evaluation.metrics import EvaluationContext, compute_metrics, parse_metric
@@ -21,6 +21,14 @@ from shoprec.models.content import ContentConfig, item_vectors
 
 __all__ = [
     "CURVE_METRICS",
+    "DEFAULT_METRICS",
+    "EvaluationResult",
+    "ModelRun",
+    "evaluate_models",
+    "evaluation_context",
+]
+
+CURVE_METRICS",
     "DEFAULT_METRICS",
     "EvaluationResult",
     "ModelRun",

@@ -1,0 +1,109 @@
+"""Speed of ``shoprec build`` (every configured model) and ``shoprec recommend`` (every user)
+on UCI Online Retail, each run as its own process, repeated; medians reported.
+
+Targets: build <= 60 s; recommend for all 4,372 customers <= 10 s.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/models_speed.py [--repeat 3] [--shared-data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+TARGETS = {"build": 60.0, "recommend": 10.0}
+
+
+def _shoprec() -> str:
+    return str(Path(sys.executable).parent / "shoprec")
+
+
+def _timed(args: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run([_shoprec(), *args], capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"shoprec {' '.join(args)} failed:\n{done.stderr}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--shared-data")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/models-speed-results.json"))
+    args = parser.parse_args()
+    shared = Path(
+        args.shared_data
+        or os.environ.get("SHOPREC_SHARED_DATA")
+        or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    )
+    repeat = max(1, min(args.repeat, 10))
+    times: dict[str, list[float]] = {"build": [], "recommend": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        workspace = Path(scratch) / "ws"
+        source = shared / "uci-online-retail" / "online_retail.csv"
+        _timed(["ingest", "-f", "online-retail", "-w", str(workspace), str(source)])
+        users = Path(scratch) / "users.txt"
+        customers = (
+            pl.scan_parquet(str(workspace / "lake" / "events" / "*" / "*.parquet"))
+            .select("user_id")
+            .drop_nulls()
+            .unique()
+            .sort("user_id")
+            .collect()
+        )
+        users.write_text("\n".join(customers["user_id"].to_list()) + "\n")
+        for _ in range(repeat):
+            times["build"].append(_timed(["build", "-w", str(workspace)]))
+            times["recommend"].append(
+                _timed(
+                    [
+                        "recommend",
+                        "-w",
+                        str(workspace),
+                        "--users",
+                        str(users),
+                        "--k",
+                        "10",
+                        "--output",
+                        str(Path(scratch) / "recs.csv"),
+                    ]
+                )
+            )
+        n_users = customers.height
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    result = {
+        "date": datetime.now(UTC).isoformat(),
+        "users": n_users,
+        "runs": times,
+        "median_seconds": medians,
+        "targets_seconds": TARGETS,
+        "passed": {name: medians[name] <= TARGETS[name] for name in TARGETS},
+    }
+    args.out.write_text(json.dumps(result, indent=2))
+    for name in TARGETS:
+        runs = ", ".join(f"{t:.1f}" for t in times[name])
+        verdict = "PASS" if result["passed"][name] else "FAIL"
+        print(
+            f"{name:10s} median {medians[name]:6.1f} s (runs: {runs}) target <= "
+            f"{TARGETS[name]:.0f} s {verdict}"
+        )
+    print(f"recommend covered {n_users:,} users")
+    return 0 if all(result["passed"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
