@@ -28,18 +28,6 @@ __all__ = [
     "evaluation_context",
 ]
 
-CURVE_METRICS",
-    "DEFAULT_METRICS",
-    "EvaluationResult",
-    "ModelRun",
-    "evaluate_models",
-    "evaluation_context",
-]
-
-DEFAULT_METRICS = (
-    "precision", "recall", "map", "ndcg", "mrr", "hit_rate", "missed_offers", "coverage",
-    "gini", "novelty", "intra_list_diversity", "price_tier_fit",
-)  # fmt: skip
 CURVE_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
 
 
