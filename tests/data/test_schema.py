@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from shoprec.data.report import split_rejects
 from shoprec.data.schema import (
     EVENTS_SCHEMA,
+    EventIdAssigner,
     add_event_ids,
     conform,
     event_checks,
@@ -94,7 +95,26 @@ def test_event_ids_are_stable_and_keep_identical_rows_apart() -> None:
     again = add_event_ids(frame)["event_id"].to_list()
     assert first == again
     assert len(set(first)) == 3
-    assert all(len(e) == 32 for e in first)
+    assert all(e.isdigit() and int(e) < 2**128 for e in first)
+
+
+PINNED_ID = "289775994494643390443832604543898861282"  # the id scheme's output for _event()
+
+
+def test_event_id_scheme_does_not_drift() -> None:
+    """Ids already in a lake must come out the same in every later version."""
+    frame = _events(_event()).drop("_line")
+    assert add_event_ids(frame)["event_id"].item() == PINNED_ID
+
+
+def test_ids_do_not_depend_on_chunking() -> None:
+    rows = [_event(item_id=f"i{i % 3}") for i in range(9)]  # each record three times
+    frame = _events(*rows).drop("_line")
+    whole = add_event_ids(frame)["event_id"].to_list()
+    assigner = EventIdAssigner()
+    parts = [assigner(frame.slice(start, 4))["event_id"] for start in (0, 4, 8)]
+    assert [e for part in parts for e in part.to_list()] == whole
+    assert len(set(whole)) == 9
 
 
 def test_given_event_ids_are_kept() -> None:

@@ -20,9 +20,6 @@ from shoprec.cli.data import generate, print_summary
 from shoprec.cli.models import evaluate_workspace, print_results
 from shoprec.data.ingest import ingest as ingest_files
 from shoprec.data.lake import Lake
-from shoprec.evaluation.report import write_report
-from shoprec.models import parse_model_config
-from shoprec.pipeline.build import build as build_run
 
 
 @app.command()
@@ -65,6 +62,10 @@ def demo(
     console.print(table)
     console.rule("3/5 what the lake holds")
     print_summary(settings.workspace)
+    from shoprec.evaluation.report import write_report
+    from shoprec.models import parse_model_config
+    from shoprec.pipeline.build import build as build_run
+
     console.rule("4/5 evaluate every model on the same split")
     models = {name: parse_model_config(c) for name, c in settings.models.items()}
     result = run(

@@ -6,7 +6,7 @@ import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import polars as pl
 import typer
@@ -23,17 +23,16 @@ from shoprec.cli.common import (
     run,
     settings_for,
 )
-from shoprec.config import Settings
-from shoprec.data.ingest import read_events
 from shoprec.data.lake import Lake
-from shoprec.evaluation.report import write_report
-from shoprec.evaluation.runner import EvaluationResult, evaluate_models
-from shoprec.evaluation.splitters import make_split, parse_split_config
-from shoprec.evaluation.tuning import TuningConfig, tune
 from shoprec.exceptions import ConfigError, DataError, ShoprecError
-from shoprec.models import ModelConfig, parse_model_config
-from shoprec.pipeline.build import build as build_run
-from shoprec.pipeline.build import load_model
+
+if TYPE_CHECKING:
+    from shoprec.config import Settings
+    from shoprec.evaluation.runner import EvaluationResult
+    from shoprec.models import ModelConfig
+
+# The models, the evaluation and matplotlib load inside the commands that use them, so that
+# 'shoprec ingest' and '--help' start quickly.
 
 _SHOWN = {  # metric -> short column header
     "ndcg": "ndcg", "recall": "recall", "precision": "prec", "map": "map", "hit_rate": "hit",
@@ -61,6 +60,8 @@ def _lake_data(settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame | None]:
 
 
 def _chosen_models(settings: Settings, names: list[str] | None) -> dict[str, ModelConfig]:
+    from shoprec.models import parse_model_config
+
     configs = {name: parse_model_config(c) for name, c in settings.models.items()}
     if not names:
         return configs
@@ -99,6 +100,10 @@ def evaluate_workspace(
     settings: Settings, models: dict[str, ModelConfig], *, k: int, tune_first: bool
 ) -> EvaluationResult:
     """Split the lake as configured, optionally tune, and evaluate ``models``."""
+    from shoprec.evaluation.runner import evaluate_models
+    from shoprec.evaluation.splitters import make_split, parse_split_config
+    from shoprec.evaluation.tuning import TuningConfig, tune
+
     events, items = _lake_data(settings)
     split = make_split(parse_split_config(settings.evaluation.split), events)
     if tune_first:
@@ -142,6 +147,8 @@ def evaluate(
     settings = settings_for(config, workspace)
 
     def body() -> None:
+        from shoprec.evaluation.report import write_report
+
         chosen_k = settings.evaluation.k if k is None else k
         _check_k(chosen_k)
         models = _chosen_models(settings, model)
@@ -165,6 +172,9 @@ def tune_command(
     settings = settings_for(config, workspace)
 
     def body() -> None:
+        from shoprec.evaluation.splitters import make_split, parse_split_config
+        from shoprec.evaluation.tuning import TuningConfig, tune
+
         base = _chosen_models(settings, [model])[model]
         events, items = _lake_data(settings)
         split = make_split(parse_split_config(settings.evaluation.split), events)
@@ -207,6 +217,9 @@ def build(
     settings = settings_for(config, workspace)
 
     def body() -> None:
+        from shoprec.data.ingest import read_events
+        from shoprec.pipeline.build import build as build_run
+
         if train is not None:
             fmt = "parquet" if train.suffix.lower() in (".parquet", ".pq") else "csv"
             ingest_config = settings.ingest.model_copy(update={"table": "events"})
@@ -281,6 +294,8 @@ def recommend(
     settings = settings_for(config, workspace)
 
     def body() -> None:
+        from shoprec.pipeline.build import load_model
+
         _check_k(k)
         ids = _read_users(users)
         recommender, name = load_model(settings.workspace, model)

@@ -145,32 +145,41 @@ def parse_timestamps(values: pl.Series, formats: Sequence[str] | None = None) ->
     else:
         candidates = [(f, False) for f in _NAIVE_FORMATS] + [(f, True) for f in _AWARE_FORMATS]
         candidates.append(("epoch", False))
+    if not formats and todo.any():  # most files use one format: try it first
+        sample = text.filter(todo).head(1000)
+        hits = [
+            int(_parse_one(sample, fmt, aware).is_not_null().sum()) for fmt, aware in candidates
+        ]
+        candidates = [
+            c for _, c in sorted(zip(hits, candidates, strict=True), key=lambda pair: -pair[0])
+        ]
     for fmt, aware in candidates:
         if not todo.any():
             break
-        subset = text.filter(todo)
-        if fmt == "epoch":
-            number = pl.col("s").cast(pl.Float64, strict=False)
-            # Seconds, or milliseconds when the number is too large to be seconds (year > 5000).
-            micros = pl.when(number.abs() >= 1e11).then(number * 1e3).otherwise(number * 1e6)
-            parsed = (
-                pl.DataFrame({"s": subset})
-                .select(
-                    pl.when(pl.col("s").str.contains(r"^-?\d{1,13}(\.\d+)?$"))
-                    .then(micros)
-                    .cast(pl.Int64)
-                    .cast(TS_DTYPE)
-                )
-                .to_series()
-            )
-        else:
-            parsed = subset.str.to_datetime(fmt, strict=False, time_unit="us")
-            parsed = (
-                parsed.dt.convert_time_zone("UTC") if aware else parsed.dt.replace_time_zone("UTC")
-            )
+        parsed = _parse_one(text.filter(todo), fmt, aware)
         result = result.scatter(todo.arg_true(), parsed)
         todo = todo & result.is_null()
     return result
+
+
+def _parse_one(values: pl.Series, fmt: str, aware: bool) -> pl.Series:
+    """One timestamp format over string values (null where it does not apply)."""
+    if fmt == "epoch":
+        number = pl.col("s").cast(pl.Float64, strict=False)
+        # Seconds, or milliseconds when the number is too large to be seconds (year > 5000).
+        micros = pl.when(number.abs() >= 1e11).then(number * 1e3).otherwise(number * 1e6)
+        return (
+            pl.DataFrame({"s": values})
+            .select(
+                pl.when(pl.col("s").str.contains(r"^-?\d{1,13}(\.\d+)?$"))
+                .then(micros)
+                .cast(pl.Int64)
+                .cast(TS_DTYPE)
+            )
+            .to_series()
+        )
+    parsed = values.str.to_datetime(fmt, strict=False, time_unit="us")
+    return parsed.dt.convert_time_zone("UTC") if aware else parsed.dt.replace_time_zone("UTC")
 
 
 def json_attributes(columns: Iterable[str]) -> pl.Expr:
@@ -233,15 +242,16 @@ def stable_hash(parts: Sequence[pl.Expr], length: int = 32) -> pl.Expr:
 class EventIdAssigner:
     """Fills missing ``event_id`` values with a stable hash of the record, chunk after chunk.
 
-    The hash covers the source name and every canonical field, plus the record's occurrence
-    number among identical records of the same load (counted across chunks), so that two
-    identical rows (a real double purchase) stay two events while loading the same file twice
-    adds nothing. Occurrences are counted by a 64-bit hash of the record; two different records
-    sharing it would only shift an occurrence number, never merge two ids.
+    The id is the 128-bit XXH3 hash (a fixed, versioned algorithm, written in decimal) of the
+    source name and every canonical field. A record identical to an earlier one of the same load
+    (a real double purchase) also hashes its occurrence number, counted across chunks, so the two
+    stay two events while loading the same file twice adds nothing. Occurrences are counted by a
+    64-bit hash of the record: two different records sharing it would only shift an occurrence
+    number, never merge two ids.
     """
 
     def __init__(self) -> None:
-        self._seen = np.empty(0, dtype=np.uint64)
+        self._seen = np.empty(0, dtype=np.uint64)  # sorted, unique
         self._counts = np.empty(0, dtype=np.int64)
 
     def __call__(self, events: pl.DataFrame) -> pl.DataFrame:
@@ -252,30 +262,59 @@ class EventIdAssigner:
         joined = plh.concat_str(
             [f.cast(pl.String).fill_null("\x00") for f in fields], separator="\x1f"
         )
-        keyed = events.with_columns(joined.nchash.xxh3_64().alias("__key"))
-        keyed = keyed.with_columns(pl.int_range(pl.len()).over("__key").alias("__within"))
+        keyed = events.with_columns(joined.alias("__record"))
+        record = plh.col("__record")
+        keyed = keyed.with_columns(
+            record.nchash.xxh3_64().alias("__key"), record.nchash.xxh3_128().alias("__hash")
+        ).drop("__record")
         keys = keyed.get_column("__key").to_numpy()
-        occurrence = keyed.get_column("__within").to_numpy().astype(np.int64)
-        if self._seen.size:
-            position = np.minimum(np.searchsorted(self._seen, keys), self._seen.size - 1)
-            found = self._seen[position] == keys
-            occurrence += np.where(found, self._counts[position], 0)
-        self._remember(keys)
-        generated = stable_hash([*fields, pl.col("__occurrence")])
+        occurrence = self._occurrence(keys)
+        repeated = pl.col("__occurrence") > 0
+        generated = (
+            pl.when(repeated)
+            .then(
+                plh.concat_str(
+                    [pl.col("__hash").cast(pl.String), pl.col("__occurrence").cast(pl.String)],
+                    separator="#",
+                ).nchash.xxh3_128()
+            )
+            .otherwise(pl.col("__hash"))
+            .cast(pl.String)
+        )
         return (
             keyed.with_columns(pl.Series("__occurrence", occurrence))
             .with_columns(pl.coalesce(pl.col(EVENT_ID), generated).alias(EVENT_ID))
-            .drop("__key", "__within", "__occurrence")
+            .drop("__key", "__hash", "__occurrence")
         )
 
-    def _remember(self, keys: np.ndarray) -> None:
-        unique, counts = np.unique(keys, return_counts=True)
+    def _occurrence(self, keys: np.ndarray) -> np.ndarray:
+        """How many identical records came before each one, in this chunk and earlier ones."""
+        unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        occurrence = np.zeros(keys.size, dtype=np.int64)
+        repeated = counts[inverse] > 1
+        if repeated.any():  # rare: number identical records of this chunk in order
+            index = np.flatnonzero(repeated)
+            order = index[np.argsort(inverse[index], kind="stable")]
+            groups = inverse[order]
+            starts = np.flatnonzero(np.concatenate(([True], groups[1:] != groups[:-1])))
+            run = np.arange(order.size) - np.repeat(starts, np.diff(np.append(starts, order.size)))
+            occurrence[order] = run
+        if self._seen.size:
+            position = np.minimum(np.searchsorted(self._seen, unique), self._seen.size - 1)
+            before = np.where(self._seen[position] == unique, self._counts[position], 0)
+            occurrence += before[inverse]
+        self._remember(unique, counts)
+        return occurrence
+
+    def _remember(self, unique: np.ndarray, counts: np.ndarray) -> None:
         merged_keys = np.concatenate((self._seen, unique))
         merged_counts = np.concatenate((self._counts, counts))
-        order = np.argsort(merged_keys, kind="stable")
+        order = np.argsort(merged_keys, kind="stable")  # two sorted runs: linear time
         merged_keys, merged_counts = merged_keys[order], merged_counts[order]
-        self._seen, starts = np.unique(merged_keys, return_index=True)
-        self._counts = np.add.reduceat(merged_counts, starts) if starts.size else merged_counts
+        first = np.concatenate(([True], merged_keys[1:] != merged_keys[:-1]))
+        starts = np.flatnonzero(first)
+        self._seen = merged_keys[starts]
+        self._counts = np.add.reduceat(merged_counts, starts)
 
 
 def add_event_ids(events: pl.DataFrame) -> pl.DataFrame:
