@@ -81,6 +81,7 @@ class Dataset:
     weights: EventWeights
     items: pl.DataFrame
     baskets: pl.DataFrame
+    events: pl.DataFrame | None = None  # the canonical events it was built from
 
     @classmethod
     def from_events(
@@ -97,6 +98,8 @@ class Dataset:
         cold-start models can recommend it.
         """
         weights = weights or EventWeights()
+        if isinstance(events, pl.LazyFrame):
+            events = events.collect()
         table = pl.DataFrame(
             {"__type": list(weights.weights), "__w": list(weights.weights.values())},
             schema={"__type": pl.String, "__w": pl.Float64},
@@ -151,7 +154,13 @@ class Dataset:
             attributes = items.unique(ITEM_ID, keep="last").drop(ITEM_INDEX, strict=False)
             catalogue_table = item_index.join(attributes, on=ITEM_ID, how="left")
         return cls(
-            user_ids, item_ids, interactions, weights, catalogue_table.sort(ITEM_INDEX), baskets
+            user_ids,
+            item_ids,
+            interactions,
+            weights,
+            catalogue_table.sort(ITEM_INDEX),
+            baskets,
+            events,
         )
 
     @classmethod

@@ -15,6 +15,7 @@ from shoprec.models.copurchase import CoPurchaseConfig, CoPurchaseModel
 from shoprec.models.ease import EASEConfig, EASEModel
 from shoprec.models.itemknn import ItemKNNConfig, ItemKNNModel
 from shoprec.models.popular import PopularityConfig, PopularityModel
+from shoprec.ranking.two_stage import TwoStageConfig, TwoStageModel  # after the generators
 
 __all__ = [
     "MODELS",
@@ -34,6 +35,7 @@ MODELS: dict[str, type[Recommender[Any]]] = {
     "bpr": BPRModel,
     "content": ContentModel,
     "buy_again": BuyAgainModel,
+    "two_stage": TwoStageModel,
 }
 
 AnyModelConfig = Annotated[
@@ -44,7 +46,8 @@ AnyModelConfig = Annotated[
     | ALSConfig
     | BPRConfig
     | ContentConfig
-    | BuyAgainConfig,
+    | BuyAgainConfig
+    | TwoStageConfig,
     Field(discriminator="kind"),
 ]
 _ADAPTER: TypeAdapter[AnyModelConfig] = TypeAdapter(AnyModelConfig)

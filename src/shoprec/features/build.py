@@ -1,0 +1,177 @@
+"""Point-in-time feature tables for users, items and user × item pairs.
+
+Every feature is computed from events strictly before ``as_of``: an event at or after the cutoff
+(a label of the ranker's training window, say) can never change a feature. Windows count back
+from ``as_of``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from shoprec.data.schema import (
+    BASKET_ID,
+    CATEGORY,
+    CREATED_AT,
+    EVENT_TYPE,
+    ITEM_ID,
+    PRICE,
+    TS,
+    USER_ID,
+)
+
+__all__ = ["FeatureConfig", "FeatureTables", "compute_features"]
+
+
+class FeatureConfig(BaseModel):
+    """Which counts to compute: event types and windows (days)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_types: list[str] = Field(
+        default_factory=lambda: ["view", "add_to_cart", "purchase", "rating", "review"]
+    )
+    windows_days: list[int] = Field(default_factory=lambda: [7, 30, 3650])
+
+
+@dataclass(frozen=True)
+class FeatureTables:
+    """Features keyed by ``user_id``, ``item_id`` and (``user_id``, ``item_id``)."""
+
+    as_of: datetime
+    users: pl.DataFrame
+    items: pl.DataFrame
+    pairs: pl.DataFrame
+    user_categories: pl.DataFrame  # user_id, item_category, user_category_share
+
+    @property
+    def user_columns(self) -> list[str]:
+        return [c for c in self.users.columns if c != USER_ID]
+
+    @property
+    def item_columns(self) -> list[str]:
+        return [c for c in self.items.columns if c != ITEM_ID]
+
+    @property
+    def pair_columns(self) -> list[str]:
+        return [c for c in self.pairs.columns if c not in (USER_ID, ITEM_ID)]
+
+
+def _days_since(moment: datetime) -> pl.Expr:
+    return (pl.lit(moment) - pl.col(TS).max()).dt.total_seconds() / 86_400.0
+
+
+def compute_features(
+    events: pl.DataFrame,
+    as_of: datetime,
+    *,
+    items: pl.DataFrame | None = None,
+    config: FeatureConfig | None = None,
+) -> FeatureTables:
+    """Feature tables as they stood just before ``as_of``."""
+    config = config or FeatureConfig()
+    past = events.filter(pl.col(TS) < as_of)
+    catalogue = (
+        items.select(
+            ITEM_ID, *[c for c in (CATEGORY, PRICE, CREATED_AT) if c in items.columns]
+        ).unique(ITEM_ID, keep="last")
+        if items is not None
+        else pl.DataFrame(schema={ITEM_ID: pl.String})
+    )
+    with_category = past.join(
+        catalogue.select(ITEM_ID, *([CATEGORY] if CATEGORY in catalogue.columns else [])),
+        on=ITEM_ID,
+        how="left",
+    )
+    if CATEGORY not in with_category.columns:
+        with_category = with_category.with_columns(pl.lit(None, pl.String).alias(CATEGORY))
+    counts = [
+        ((pl.col(EVENT_TYPE) == kind) & (pl.col(TS) >= as_of - timedelta(days=days)))
+        .sum()
+        .alias(f"{kind}_{days}d")
+        for kind in config.event_types
+        for days in config.windows_days
+    ]
+    known = past.filter(pl.col(USER_ID).is_not_null())
+    purchases = pl.col(EVENT_TYPE) == "purchase"
+    users = known.group_by(USER_ID).agg(
+        *[c.alias(f"user_{c.meta.output_name()}") for c in counts],
+        _days_since(as_of).alias("user_days_since_last"),
+        pl.col(PRICE).filter(purchases).median().alias("user_price_median"),
+        (
+            pl.col(PRICE).filter(purchases).quantile(0.75)
+            - pl.col(PRICE).filter(purchases).quantile(0.25)
+        ).alias("user_price_spread"),
+        pl.col(BASKET_ID).filter(purchases).n_unique().alias("user_baskets"),
+        pl.col(ITEM_ID).n_unique().alias("user_distinct_items"),
+    )
+    touched = past.filter(pl.col(ITEM_ID).is_not_null())
+    item_stats = touched.group_by(ITEM_ID).agg(
+        *[c.alias(f"item_{c.meta.output_name()}") for c in counts],
+        *[
+            pl.col(USER_ID)
+            .filter(pl.col(TS) >= as_of - timedelta(days=days))
+            .n_unique()
+            .alias(f"item_users_{days}d")
+            for days in config.windows_days
+        ],
+        _days_since(as_of).alias("item_days_since_last"),
+    )
+    window_short, window_long = min(config.windows_days), max(config.windows_days)
+    item_stats = item_stats.with_columns(
+        (
+            pl.col(f"item_users_{window_short}d")
+            * (window_long / window_short)
+            / (pl.col(f"item_users_{window_long}d") + 1.0)
+        ).alias("item_trend"),
+        (
+            pl.col(f"item_add_to_cart_{window_long}d") / (pl.col(f"item_view_{window_long}d") + 1.0)
+        ).alias("item_view_to_cart")
+        if "view" in config.event_types and "add_to_cart" in config.event_types
+        else pl.lit(None, pl.Float64).alias("item_view_to_cart"),
+        (
+            pl.col(f"item_purchase_{window_long}d")
+            / (pl.col(f"item_add_to_cart_{window_long}d") + 1.0)
+        ).alias("item_cart_to_purchase")
+        if "purchase" in config.event_types and "add_to_cart" in config.event_types
+        else pl.lit(None, pl.Float64).alias("item_cart_to_purchase"),
+    )
+    item_table = catalogue.join(item_stats, on=ITEM_ID, how="full", coalesce=True)
+    extra = []
+    if PRICE in item_table.columns:
+        extra.append(pl.col(PRICE).alias("item_price"))
+    if CREATED_AT in item_table.columns:
+        extra.append(
+            ((pl.lit(as_of) - pl.col(CREATED_AT)).dt.total_seconds() / 86_400.0).alias(
+                "item_age_days"
+            )
+        )
+    if CATEGORY in item_table.columns:
+        extra.append(pl.col(CATEGORY).cast(pl.String).alias("item_category"))
+    item_table = item_table.with_columns(extra).drop(
+        [c for c in (PRICE, CREATED_AT, CATEGORY) if c in item_table.columns]
+    )
+    pairs = (
+        with_category.filter(pl.col(USER_ID).is_not_null() & pl.col(ITEM_ID).is_not_null())
+        .group_by(USER_ID, ITEM_ID)
+        .agg(
+            pl.len().alias("pair_events"),
+            purchases.sum().alias("pair_purchases"),
+            _days_since(as_of).alias("pair_days_since_last"),
+        )
+    )
+    user_categories = (
+        with_category.filter(pl.col(USER_ID).is_not_null() & pl.col(CATEGORY).is_not_null())
+        .group_by(USER_ID, CATEGORY)
+        .agg(pl.len().alias("__n"))
+        .select(
+            USER_ID,
+            pl.col(CATEGORY).cast(pl.String).alias("item_category"),
+            (pl.col("__n") / pl.col("__n").sum().over(USER_ID)).alias("user_category_share"),
+        )
+    )
+    return FeatureTables(as_of, users, item_table, pairs, user_categories)

@@ -1,0 +1,301 @@
+"""The two-stage recommender: candidates from several generators, re-ranked by LightGBM.
+
+Training is point-in-time correct. With ``w`` the label window, generators and features are
+built from events before ``end - 2w`` and labelled by the purchases of ``[end - 2w, end - w)``
+(the training block); a second block one window later (``end - w``) is the time-ordered
+validation set for early stopping. For serving, the generators are refitted on everything and
+the features taken as of the end of the data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from pydantic import Field
+
+from shoprec.data.dataset import Dataset
+from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID
+from shoprec.exceptions import DataError
+from shoprec.features.build import FeatureConfig, FeatureTables, compute_features
+from shoprec.models.base import ModelConfig, Recommender
+
+__all__ = ["Ranker", "TwoStageConfig", "TwoStageModel", "candidate_frame"]
+
+_NOT_CANDIDATE = -1e6
+
+
+class Ranker(Protocol):
+    """What the second stage needs of a learner; LightGBM's ``LGBMRanker`` fits as it is."""
+
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> Any: ...  # noqa: N803
+
+    def predict(self, X: Any, **kwargs: Any) -> Any: ...  # noqa: N803
+
+
+def _default_generators() -> dict[str, dict[str, Any]]:
+    return {
+        "buy_again": {"kind": "buy_again"},
+        "ease": {"kind": "ease"},
+        "copurchase": {"kind": "copurchase"},
+        "itemknn": {"kind": "itemknn"},
+        "als": {"kind": "als", "regularization": 5.0, "alpha": 3.0},
+        "content": {"kind": "content"},
+        "popular": {"kind": "popular", "mode": "trending"},
+    }
+
+
+class TwoStageConfig(ModelConfig):
+    kind: Literal["two_stage"] = "two_stage"
+    exclude_seen: bool = False  # the ranker learns whether shoppers re-buy
+    generators: dict[str, dict[str, Any]] = Field(default_factory=_default_generators)
+    candidates_per_generator: int = Field(default=50, ge=1, le=1000)
+    label_event_types: list[str] = Field(default_factory=lambda: ["purchase"])
+    label_window_days: float | None = Field(
+        default=None, gt=0, description="default: a tenth of the data's time span"
+    )
+    max_train_users: int = Field(default=4000, ge=10)
+    ranker: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "objective": "lambdarank",
+            "n_estimators": 400,
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+            "min_child_samples": 20,
+            "subsample": 0.8,
+            "subsample_freq": 1,
+            "colsample_bytree": 0.8,
+            "random_state": 0,
+            "verbose": -1,
+        }
+    )
+    early_stopping_rounds: int = Field(default=40, ge=1)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    seed: int = 0
+
+
+def candidate_frame(
+    generators: dict[str, Recommender[Any]],
+    user_ids: list[str],
+    per_generator: int,
+    history: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The union of every generator's top items: one row per (user, item), each generator's
+    score and rank as columns (null where it did not propose the item)."""
+    merged: pl.DataFrame | None = None
+    for name, model in generators.items():
+        recs = model.recommend(user_ids, k=per_generator, exclude_seen=False, history=history)
+        part = recs.select(
+            USER_ID,
+            ITEM_ID,
+            pl.col("score").alias(f"{name}_score"),
+            pl.col("rank").cast(pl.Float64).alias(f"{name}_rank"),
+        )
+        merged = (
+            part
+            if merged is None
+            else merged.join(part, on=[USER_ID, ITEM_ID], how="full", coalesce=True)
+        )
+    assert merged is not None
+    return merged
+
+
+class TwoStageModel(Recommender[TwoStageConfig]):
+    """Candidates from every configured generator, ranked by LightGBM LambdaRank over
+    generator scores and ranks plus user, item and user × item features."""
+
+    config_class = TwoStageConfig
+
+    # -- training --------------------------------------------------------------------------------
+    def _fit(self, dataset: Dataset) -> None:
+        if dataset.events is None:
+            raise DataError("the two-stage model needs the dataset's events (Dataset.from_events)")
+        events = dataset.events
+        end = events.get_column(TS).max()
+        start = events.get_column(TS).min()
+        if not isinstance(end, datetime) or not isinstance(start, datetime):
+            raise DataError("cannot fit the two-stage model without timestamps")
+        window = (
+            timedelta(days=self.config.label_window_days)
+            if self.config.label_window_days
+            else (end - start) / 10
+        )
+        items = dataset.items.drop("item_index")
+        self.items_ = items
+        blocks = []
+        for as_of in (end - 2 * window, end - window):
+            blocks.append(self._block(events, items, dataset, as_of, as_of + window))
+        train, valid = blocks
+        if train is None:
+            raise DataError("the two-stage model found no labelled users in its training window")
+        self.feature_names_ = [c for c in train.columns if c not in (USER_ID, ITEM_ID, "label")]
+        self.categories_ = self._category_codes(train)
+        self.ranker_ = self._train_ranker(train, valid)
+        self.generators_ = self._fit_generators(dataset)
+        self.features_ = compute_features(
+            events, end + timedelta(microseconds=1), items=items, config=self.config.features
+        )
+
+    def _fit_generators(self, dataset: Dataset) -> dict[str, Recommender[Any]]:
+        from shoprec.models import model_from_config
+
+        return {
+            name: model_from_config(config).fit(dataset)
+            for name, config in self.config.generators.items()
+        }
+
+    def _block(
+        self,
+        events: pl.DataFrame,
+        items: pl.DataFrame,
+        dataset: Dataset,
+        as_of: datetime,
+        until: datetime,
+    ) -> pl.DataFrame | None:
+        """Candidates with features as of ``as_of`` and labels from ``[as_of, until)``."""
+        past = events.filter(pl.col(TS) < as_of)
+        labels = (
+            events.filter(
+                (pl.col(TS) >= as_of)
+                & (pl.col(TS) < until)
+                & pl.col(EVENT_TYPE).is_in(self.config.label_event_types)
+                & pl.col(USER_ID).is_not_null()
+                & pl.col(ITEM_ID).is_not_null()
+            )
+            .select(USER_ID, ITEM_ID)
+            .unique()
+            .with_columns(pl.lit(1).alias("label"))
+        )
+        known = past.select(USER_ID).drop_nulls().unique()
+        users = labels.select(USER_ID).unique().join(known, on=USER_ID, how="semi")
+        if users.height == 0 or past.height == 0:
+            return None
+        users = users.sort(USER_ID)
+        if users.height > self.config.max_train_users:
+            users = users.sample(self.config.max_train_users, seed=self.config.seed)
+        block_data = Dataset.from_events(past, items=items, weights=dataset.weights)
+        generators = self._fit_generators(block_data)
+        candidates = candidate_frame(
+            generators, users.get_column(USER_ID).to_list(), self.config.candidates_per_generator
+        )
+        features = compute_features(events, as_of, items=items, config=self.config.features)
+        frame = self._with_features(candidates, features)
+        frame = frame.join(labels, on=[USER_ID, ITEM_ID], how="left").with_columns(
+            pl.col("label").fill_null(0)
+        )
+        # Users without a single labelled candidate teach the ranker nothing.
+        useful = frame.group_by(USER_ID).agg(pl.col("label").max()).filter(pl.col("label") > 0)
+        return frame.join(useful.select(USER_ID), on=USER_ID, how="semi").sort(USER_ID)
+
+    def _with_features(self, candidates: pl.DataFrame, features: FeatureTables) -> pl.DataFrame:
+        frame = (
+            candidates.join(features.users, on=USER_ID, how="left")
+            .join(features.items, on=ITEM_ID, how="left")
+            .join(features.pairs, on=[USER_ID, ITEM_ID], how="left")
+        )
+        if "item_category" in frame.columns:
+            frame = frame.join(features.user_categories, on=[USER_ID, "item_category"], how="left")
+        extra = []
+        if "item_price" in frame.columns and "user_price_median" in frame.columns:
+            extra.append((pl.col("item_price") / pl.col("user_price_median")).alias("price_ratio"))
+        return frame.with_columns(
+            *extra,
+            *[pl.col(c).fill_null(0) for c in features.pair_columns if c in frame.columns],
+        )
+
+    def _category_codes(self, train: pl.DataFrame) -> dict[str, int]:
+        if "item_category" not in train.columns:
+            return {}
+        values = train.get_column("item_category").drop_nulls().unique().sort().to_list()
+        return {value: code for code, value in enumerate(values)}
+
+    def _matrix(self, frame: pl.DataFrame) -> np.ndarray:
+        columns = []
+        for name in self.feature_names_:
+            if name not in frame.columns:
+                columns.append(pl.lit(None, pl.Float64).alias(name))
+            elif name == "item_category":
+                columns.append(
+                    pl.col(name)
+                    .replace_strict(self.categories_, default=None, return_dtype=pl.Float64)
+                    .alias(name)
+                )
+            else:
+                columns.append(pl.col(name).cast(pl.Float64).alias(name))
+        return frame.select(columns).to_numpy().astype(np.float32)
+
+    def _train_ranker(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> Ranker:
+        import lightgbm
+
+        ranker = lightgbm.LGBMRanker(**self.config.ranker)
+        groups = train.group_by(USER_ID, maintain_order=True).len().get_column("len").to_numpy()
+        fit_args: dict[str, Any] = {"group": groups}
+        if valid is not None and valid.height:
+            valid_groups = (
+                valid.group_by(USER_ID, maintain_order=True).len().get_column("len").to_numpy()
+            )
+            fit_args.update(
+                eval_X=(self._matrix(valid),),
+                eval_y=(valid.get_column("label").to_numpy(),),
+                eval_group=[valid_groups],
+                eval_at=[10],
+                callbacks=[
+                    lightgbm.early_stopping(self.config.early_stopping_rounds, verbose=False)
+                ],
+            )
+        ranker.fit(self._matrix(train), train.get_column("label").to_numpy(), **fit_args)
+        importance = getattr(ranker, "feature_importances_", None)
+        self.feature_importance_ = (
+            dict(zip(self.feature_names_, np.asarray(importance).tolist(), strict=True))
+            if importance is not None
+            else {}
+        )
+        return ranker
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        ids = [
+            self.user_ids_.to_external([u])[0] if u >= 0 else f"\x00cold-{i}"
+            for i, u in enumerate(users.tolist())
+        ]
+        cold = [i for i, u in enumerate(users.tolist()) if u < 0 and rows[i].nnz]
+        history = None
+        if cold:
+            coo = sp.coo_matrix(rows[cold])
+            history = pl.DataFrame(
+                {
+                    USER_ID: [ids[cold[r]] for r in coo.row.tolist()],
+                    ITEM_ID: self.item_ids_.to_external(coo.col),
+                    "weight": coo.data.astype(np.float64),
+                }
+            )
+        candidates = candidate_frame(
+            self.generators_, ids, self.config.candidates_per_generator, history
+        )
+        frame = self._with_features(candidates, self.features_)
+        predicted = np.asarray(self.ranker_.predict(self._matrix(frame)), dtype=np.float32)
+        prior = self.popularity_ / (self.popularity_.max() or 1.0)
+        scores = np.tile(_NOT_CANDIDATE + prior, (len(ids), 1)).astype(np.float32)
+        position = {u: i for i, u in enumerate(ids)}
+        row_index = np.fromiter(
+            (position[u] for u in frame.get_column(USER_ID).to_list()),
+            dtype=np.int64,
+            count=frame.height,
+        )
+        col_index = self.item_ids_.to_index(frame.get_column(ITEM_ID).to_list())
+        ok = col_index >= 0
+        scores[row_index[ok], col_index[ok]] = predicted[ok]
+        has_candidates = np.zeros(len(ids), dtype=bool)
+        has_candidates[row_index] = True
+        scores[~has_candidates] = 0.0  # nothing proposed: the base falls back to popularity
+        return scores
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        """Similar items come from the first generator that computes them."""
+        for model in self.generators_.values():
+            if model.supports_similar_items:
+                return model._similar(items)
+        raise NotImplementedError
