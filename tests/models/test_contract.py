@@ -29,6 +29,19 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "bpr": {"kind": "bpr", "factors": 8, "iterations": 200, "learning_rate": 0.05},
     "content": {"kind": "content"},
     "buy_again": {"kind": "buy_again"},
+    "two_stage": {
+        "kind": "two_stage",
+        "generators": {"itemknn": {"kind": "itemknn"}, "popular": {"kind": "popular"}},
+        "label_window_days": 2.0,
+        "ranker": {
+            "objective": "lambdarank",
+            "n_estimators": 100,
+            "min_child_samples": 5,
+            "learning_rate": 0.1,
+            "random_state": 0,
+            "verbose": -1,
+        },
+    },
 }
 
 
@@ -50,7 +63,7 @@ def planted() -> tuple[Dataset, pl.DataFrame]:
             user = f"b{block}-u{u}"
             chosen = rng.choice(ITEMS_PER_BLOCK, size=6, replace=False)
             for position, item in enumerate(chosen):
-                ts = start + timedelta(hours=block * 100 + u * 5 + position)
+                ts = start + timedelta(days=2 * position, hours=block * 5 + u)
                 basket = f"{user}-o{position // 3}"
                 rows.append((user, f"b{block}-i{item}", "view", ts, None))
                 rows.append((user, f"b{block}-i{item}", "purchase", ts, basket))
