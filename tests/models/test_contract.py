@@ -184,3 +184,30 @@ def test_unknown_model_and_bad_parameter() -> None:
         model_from_config("deep")
     with pytest.raises(ConfigError, match="model ease: lambda: Extra inputs"):
         model_from_config({"kind": "ease", "lambda": 3})
+
+
+def test_every_item_has_a_reason_and_new_users_are_cold_start(fitted: Recommender[Any]) -> None:
+    known = fitted.recommend(["b1-u2"], k=3)
+    assert known["reason"].null_count() == 0
+    assert not known["reason"].str.starts_with("cold start").any()
+    new = fitted.recommend(["somebody-new"], k=3)
+    assert new.height == 3
+    assert (new["reason"] == "cold start: popular right now").all()
+
+
+@pytest.mark.parametrize("kind", ["copurchase", "itemknn", "content"])
+def test_reasons_name_an_item_from_the_users_history(
+    kind: str, planted: tuple[Dataset, pl.DataFrame]
+) -> None:
+    dataset, events = planted
+    model = model_from_config(CONFIGS[kind]).fit(dataset)
+    recs = model.recommend(["b2-u4"], k=3)
+    seen_titles = set(
+        dataset.items.filter(
+            pl.col("item_id").is_in(
+                events.filter(pl.col("user_id") == "b2-u4")["item_id"].implode()
+            )
+        )["title"]
+    )
+    named = [r for r in recs["reason"].to_list() if any(t in r for t in seen_titles)]
+    assert named, recs["reason"].to_list()

@@ -68,6 +68,16 @@ class _FactorModel(Recommender[Any]):
     def _fold_in(self, rows: sp.csr_matrix) -> np.ndarray:
         raise NotImplementedError
 
+    reason = "matches your taste"
+
+    def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
+        unit = self.item_factors_ / np.maximum(
+            np.linalg.norm(self.item_factors_, axis=1, keepdims=True), 1e-12
+        )
+        return self._anchored(
+            rows, items, lambda history, item: unit[history] @ unit[item], "similar to {title}"
+        )
+
     def _similar(self, items: np.ndarray) -> np.ndarray:
         vectors = self.item_factors_
         norms = np.linalg.norm(vectors, axis=1)

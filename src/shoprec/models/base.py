@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -29,7 +29,9 @@ from pydantic import BaseModel, ConfigDict
 from shoprec.data.dataset import Dataset, IdMap
 from shoprec.exceptions import DataError, NotFittedError, ShoprecError
 
-__all__ = ["ModelConfig", "Recommender", "top_k"]
+__all__ = ["COLD_START_REASON", "ModelConfig", "Recommender", "top_k"]
+
+COLD_START_REASON = "cold start: popular right now"
 
 _BATCH = 1024
 
@@ -137,6 +139,43 @@ class Recommender(ABC, Generic[C]):
         """Scores (items × items, float32) of every item against each of ``items``."""
         raise NotImplementedError
 
+    # -- explanations ----------------------------------------------------------------------------
+    reason: ClassVar[str] = "recommended for you"
+
+    def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
+        """A short reason for each recommended item (rows × k); the model's generic one."""
+        return [[self.reason] * items.shape[1] for _ in range(items.shape[0])]
+
+    def _anchored(
+        self,
+        rows: sp.csr_matrix,
+        items: np.ndarray,
+        affinity: Callable[[np.ndarray, int], np.ndarray],
+        template: str,
+    ) -> list[list[str]]:
+        """Reasons naming the item of the user's history that most supports each pick:
+        ``template`` gets ``{title}``; without such an item the generic reason is used."""
+        reasons: list[list[str]] = []
+        for row in range(items.shape[0]):
+            history = rows.indices[rows.indptr[row] : rows.indptr[row + 1]]
+            line = []
+            for item in items[row].tolist():
+                if item < 0 or history.size == 0:
+                    line.append(self.reason)
+                    continue
+                strength = np.asarray(affinity(history, item), dtype=np.float64).ravel()
+                candidates = history[history != item] if history.size > 1 else history
+                strength = strength[history != item] if history.size > 1 else strength
+                best = int(np.argmax(strength)) if strength.size else -1
+                if best < 0 or strength[best] <= 0:
+                    line.append(self.reason)
+                    continue
+                anchor = int(candidates[best])
+                title = self.titles_[anchor] or self.item_ids_.to_external([anchor])[0]
+                line.append(template.format(title=title))
+            reasons.append(line)
+        return reasons
+
     @property
     def is_fitted(self) -> bool:
         return hasattr(self, "item_ids_")
@@ -227,7 +266,12 @@ class Recommender(ABC, Generic[C]):
             if allowed is not None:
                 scores[:, ~allowed] = -np.inf
             items, values = top_k(scores, k, self.tie_rank_)
-            frames.append(self._frame("user_id", batch, items, values))
+            reasons = self._explain(rows, items)
+            # Users the model knows nothing about, or could not score, get popular items.
+            cold = empty | ((users < 0) & (rows.getnnz(axis=1) == 0))
+            for row in np.flatnonzero(cold):
+                reasons[row] = [COLD_START_REASON] * items.shape[1]
+            frames.append(self._frame("user_id", batch, items, values, reasons=reasons))
         return pl.concat(frames) if frames else self._frame("user_id", [], np.empty((0, k)), None)
 
     def similar_items(self, item_ids: Sequence[str], k: int = 10) -> pl.DataFrame:
@@ -256,6 +300,7 @@ class Recommender(ABC, Generic[C]):
         items: np.ndarray,
         values: np.ndarray | None,
         item_column: str = "item_id",
+        reasons: list[list[str]] | None = None,
     ) -> pl.DataFrame:
         n, k = items.shape
         flat = items.ravel()
@@ -271,6 +316,16 @@ class Recommender(ABC, Generic[C]):
                 item_column: self.item_ids_.to_external(chosen) if chosen.size else [],
                 "score": scores.astype(np.float64),
                 "title": [self.titles_[i] for i in chosen.tolist()],
+                "reason": (
+                    [
+                        r
+                        for row, kept in zip(reasons, keep.reshape(n, k), strict=True)
+                        for r, ok in zip(row, kept, strict=True)
+                        if ok
+                    ]
+                    if reasons is not None
+                    else [None] * int(keep.sum())
+                ),
             },
             schema={
                 key: pl.String,
@@ -278,6 +333,7 @@ class Recommender(ABC, Generic[C]):
                 item_column: pl.String,
                 "score": pl.Float64,
                 "title": pl.String,
+                "reason": pl.String,
             },
         )
 

@@ -31,6 +31,7 @@ class BuyAgainModel(Recommender[BuyAgainConfig]):
 
     config_class = BuyAgainConfig
     supports_similar_items = False
+    reason = "you bought this before"
 
     def _fit(self, dataset: Dataset) -> None:
         rows = dataset.interactions

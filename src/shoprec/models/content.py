@@ -206,5 +206,15 @@ class ContentModel(Recommender[ContentConfig]):
         scores[~has_query] = 0.0
         return np.asarray(scores, dtype=np.float32)
 
+    reason = "matches what you like"
+
+    def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
+        return self._anchored(
+            rows,
+            items,
+            lambda history, item: self.vectors_[history] @ self.vectors_[item],
+            "similar to {title}",
+        )
+
     def _similar(self, items: np.ndarray) -> np.ndarray:
         return self._nearest(self.vectors_[items])

@@ -79,5 +79,15 @@ class CoPurchaseModel(Recommender[CoPurchaseConfig]):
         binary.data = np.ones_like(binary.data)
         return np.asarray((binary @ self.pairs_).todense(), dtype=np.float32)
 
+    reason = "often bought together with what you bought"
+
+    def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
+        return self._anchored(
+            rows,
+            items,
+            lambda history, item: self.pairs_[history, item].toarray(),
+            "bought together with {title}",
+        )
+
     def _similar(self, items: np.ndarray) -> np.ndarray:
         return np.asarray(self.pairs_[items].todense(), dtype=np.float32)

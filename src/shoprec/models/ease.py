@@ -54,5 +54,15 @@ class EASEModel(Recommender[EASEConfig]):
             rows.data = np.ones_like(rows.data)
         return np.asarray(rows @ self.weights_, dtype=np.float32)
 
+    reason = "chosen by shoppers with tastes like yours"
+
+    def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
+        return self._anchored(
+            rows,
+            items,
+            lambda history, item: self.weights_[history, item],
+            "shoppers who liked {title} also chose this",
+        )
+
     def _similar(self, items: np.ndarray) -> np.ndarray:
         return np.asarray(self.weights_[items], dtype=np.float32)

@@ -49,5 +49,15 @@ class ItemKNNModel(Recommender[ItemKNNConfig]):
             rows.data = np.ones_like(rows.data)
         return np.asarray((rows @ self.similarity_).todense(), dtype=np.float32)
 
+    reason = "similar to items you interacted with"
+
+    def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
+        return self._anchored(
+            rows,
+            items,
+            lambda history, item: self.similarity_[history, item].toarray(),
+            "similar to {title}",
+        )
+
     def _similar(self, items: np.ndarray) -> np.ndarray:
         return np.asarray(self.similarity_[items].todense(), dtype=np.float32)

@@ -50,7 +50,9 @@ class PopularityModel(Recommender[PopularityConfig]):
         scores = np.zeros(dataset.n_items, dtype=np.float32)
         scores[per_item.get_column(ITEM_INDEX).to_numpy()] = per_item.get_column("score").to_numpy()
         self.scores_ = scores / (scores.max() or 1.0)
-        categories = dataset.item_column("category").cast(pl.String).fill_null("")
+        names = dataset.item_column("category").cast(pl.String)
+        self.category_names_: list[str | None] = names.to_list()
+        categories = names.fill_null("")
         codes = categories.cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
         n_categories = int(codes.max()) + 1 if codes.size else 0
         # items × categories membership, and popularity normalised within each category
@@ -70,6 +72,19 @@ class PopularityModel(Recommender[PopularityConfig]):
         shares = np.divide(shares, totals, out=np.zeros_like(shares), where=totals > 0)
         per_item = np.asarray(shares @ self.membership_.T.toarray(), dtype=np.float32)
         return per_item * self.within_category_ + 1e-3 * self.scores_
+
+    reason = "popular right now"
+
+    def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
+        when = " this week" if self.config.mode == "trending" else ""
+        reasons = []
+        for row in items.tolist():
+            line = []
+            for item in row:
+                category = self.category_names_[item] if item >= 0 else None
+                line.append(f"popular in {category}{when}" if category else f"popular{when}")
+            reasons.append(line)
+        return reasons
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
         """Popular items of the same category."""

@@ -9,6 +9,7 @@ the features taken as of the end of the data.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -26,6 +27,7 @@ from shoprec.models.base import ModelConfig, Recommender
 __all__ = ["Ranker", "TwoStageConfig", "TwoStageModel", "candidate_frame"]
 
 _NOT_CANDIDATE = -1e6
+_batch = threading.local()  # per thread: the generator behind each candidate of the batch
 
 
 class Ranker(Protocol):
@@ -291,7 +293,40 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         has_candidates = np.zeros(len(ids), dtype=bool)
         has_candidates[row_index] = True
         scores[~has_candidates] = 0.0  # nothing proposed: the base falls back to popularity
+        # Remember which generator proposed each candidate best, to explain the final list.
+        rank_columns = [f"{name}_rank" for name in self.generators_]
+        best = (
+            frame.select(
+                pl.concat_list([pl.col(c).fill_null(float("inf")) for c in rank_columns])
+                .list.arg_min()
+                .alias("__source")
+            )
+            .get_column("__source")
+            .to_numpy()
+        )
+        names = list(self.generators_)
+        _batch.sources = {
+            (int(r), int(c)): names[int(b)]
+            for r, c, b, good in zip(row_index, col_index, best, ok, strict=True)
+            if good
+        }
         return scores
+
+    def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
+        """Each item's reason is that of the generator that proposed it best."""
+        sources: dict[tuple[int, int], str] = getattr(_batch, "sources", {})
+        reasons = [["popular right now"] * items.shape[1] for _ in range(items.shape[0])]
+        for name, model in self.generators_.items():
+            mine = np.full(items.shape, -1, dtype=np.int64)
+            for row in range(items.shape[0]):
+                for column, item in enumerate(items[row].tolist()):
+                    if sources.get((row, item)) == name:
+                        mine[row, column] = item
+            if (mine >= 0).any():
+                explained = model._explain(rows, mine)
+                for row, column in zip(*np.nonzero(mine >= 0), strict=True):
+                    reasons[row][column] = explained[row][column]
+        return reasons
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
         """Similar items come from the first generator that computes them."""
