@@ -90,7 +90,7 @@ class EvaluationSettings(_Strict):
     k: int = Field(default=10, ge=1, le=1000)
     curve_ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
-    exclude_seen: Literal["model", "both"] = "both"
+    exclude_seen: Literal["model", "both", "exclude", "keep"] = "both"
     tune: bool = Field(default=False, description="tune each model on folds of the train part")
     tuning: dict[str, Any] = Field(default_factory=dict, description="see TuningConfig")
 

@@ -120,13 +120,14 @@ def evaluate_models(
     k: int = 10,
     curve_ks: Sequence[int] = (1, 5, 10, 20),
     metrics: Sequence[str] = DEFAULT_METRICS,
-    exclude_seen: Literal["model", "both"] = "both",
+    exclude_seen: Literal["model", "both", "exclude", "keep"] = "both",
     on_model: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
     """Fit each model on the split's training events and score its top-k for the test users.
 
     ``exclude_seen="both"`` evaluates every model with and without the user's seen items
-    excluded; ``"model"`` only with the model's own setting.
+    excluded; ``"model"`` only with the model's own setting; ``"exclude"`` and ``"keep"`` force
+    one setting on every model (a protocol such as "seen items excluded").
     """
     if k <= 0 or any(c <= 0 for c in curve_ks):
         raise ShoprecError(f"k must be a positive number of items, not {k}")
@@ -154,8 +155,13 @@ def evaluate_models(
         started = time.perf_counter()
         model = model_from_config(config).fit(dataset)
         fitted = time.perf_counter() - started
-        variants = (config.exclude_seen, not config.exclude_seen)
-        for exclude in variants[: 2 if exclude_seen == "both" else 1]:
+        variants: tuple[bool, ...] = {
+            "both": (config.exclude_seen, not config.exclude_seen),
+            "model": (config.exclude_seen,),
+            "exclude": (True,),
+            "keep": (False,),
+        }[exclude_seen]
+        for exclude in variants:
             started = time.perf_counter()
             recs = model.recommend(users, k=depth, exclude_seen=exclude)
             elapsed = time.perf_counter() - started
