@@ -109,7 +109,7 @@ def movielens(shared: Path, workspace: Path, do_tune: bool) -> dict[str, Any]:
     )
     configs, tuning_seconds = _tuned(split, lake.items(), ["rating"], do_tune)
     result = evaluate_models(
-        configs, split, items=lake.items(), exclude_seen="model", metrics=METRICS
+        configs, split, items=lake.items(), exclude_seen="exclude", metrics=METRICS
     )
     _print("MovieLens 100K", result)
     ndcg = {r.name: r.metrics["ndcg@10"] for r in result.runs}
