@@ -10,6 +10,7 @@ the features taken as of the end of the data.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -23,6 +24,7 @@ from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID
 from shoprec.exceptions import DataError
 from shoprec.features.build import FeatureConfig, FeatureTables, compute_features
 from shoprec.models.base import ModelConfig, Recommender
+from shoprec.ranking.rules import RulesConfig, apply_rules
 
 __all__ = ["Ranker", "TwoStageConfig", "TwoStageModel", "candidate_frame"]
 
@@ -77,6 +79,26 @@ class TwoStageConfig(ModelConfig):
     early_stopping_rounds: int = Field(default=40, ge=1)
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     seed: int = 0
+    seen: Literal["auto", "exclude", "keep"] = Field(
+        default="auto",
+        description="exclude items the user already bought; auto decides from the repeat-purchase "
+        "rate measured in the training data",
+    )
+    repeat_rate_threshold: float = Field(default=0.05, ge=0, le=1)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+
+
+def _repeat_rate(events: pl.DataFrame, types: Sequence[str]) -> float:
+    """Share of purchases of an item the same user had bought before."""
+    bought = events.filter(
+        pl.col(EVENT_TYPE).is_in(list(types))
+        & pl.col(USER_ID).is_not_null()
+        & pl.col(ITEM_ID).is_not_null()
+    ).sort(TS)
+    if bought.height == 0:
+        return 0.0
+    again = bought.select((pl.int_range(pl.len()).over(USER_ID, ITEM_ID) > 0).mean()).item()
+    return float(again or 0.0)
 
 
 def candidate_frame(
@@ -140,6 +162,17 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         self.features_ = compute_features(
             events, end + timedelta(microseconds=1), items=items, config=self.config.features
         )
+        self.repeat_rate_ = _repeat_rate(events, self.config.label_event_types)
+        self.exclude_seen_ = self.config.seen == "exclude" or (
+            self.config.seen == "auto" and self.repeat_rate_ < self.config.repeat_rate_threshold
+        )
+        self.item_info_ = self._item_info(items, end)
+        paid = events.filter(
+            pl.col(EVENT_TYPE).is_in(self.config.label_event_types)
+            & pl.col(USER_ID).is_not_null()
+            & pl.col("price").is_not_null()
+        )
+        self.user_max_price_ = paid.group_by(USER_ID).agg(pl.col("price").max().alias("max_price"))
 
     def _fit_generators(self, dataset: Dataset) -> dict[str, Recommender[Any]]:
         from shoprec.models import model_from_config
@@ -256,6 +289,71 @@ class TwoStageModel(Recommender[TwoStageConfig]):
             else {}
         )
         return ranker
+
+    @staticmethod
+    def _item_info(items: pl.DataFrame, end: datetime) -> pl.DataFrame:
+        columns = [pl.col(ITEM_ID)]
+        for name in ("category", "price", "available"):
+            if name in items.columns:
+                columns.append(pl.col(name))
+        if "created_at" in items.columns:
+            columns.append(
+                ((pl.lit(end) - pl.col("created_at")).dt.total_seconds() / 86_400.0).alias(
+                    "age_days"
+                )
+            )
+        return items.select(columns)
+
+    def recommend(
+        self,
+        user_ids: Sequence[str],
+        k: int = 10,
+        *,
+        exclude_seen: bool | None = None,
+        filter: Sequence[str] | None = None,
+        history: pl.DataFrame | None = None,
+        category: str | None = None,
+        min_price: float | None = None,
+        max_price: float | None = None,
+    ) -> pl.DataFrame:
+        """Ranked candidates after the business rules (see :mod:`shoprec.ranking.rules`).
+
+        Seen items are excluded when ``exclude_seen`` says so, else as the config's ``seen``
+        rule decides (``auto``: only where shoppers rarely buy the same item twice).
+        """
+        self._check_fitted()
+        exclude = self.exclude_seen_ if exclude_seen is None else exclude_seen
+        rules = self.config.rules
+        depth = k + len(rules.blocked) + len(rules.pinned) + max(k, 20)
+        deep = super().recommend(
+            user_ids, depth if k > 0 else k, exclude_seen=exclude, filter=filter, history=history
+        )
+        ranked = apply_rules(
+            deep.select(USER_ID, ITEM_ID, "score"),
+            self.item_info_,
+            k,
+            rules,
+            user_max_price=self.user_max_price_,
+            category=category,
+            min_price=min_price,
+            max_price=max_price,
+        )
+        details = deep.select(USER_ID, ITEM_ID, "title", "reason")
+        result = ranked.join(details, on=[USER_ID, ITEM_ID], how="left")
+        titles = pl.DataFrame(
+            {ITEM_ID: self.item_ids_.external.tolist(), "__title": self.titles_},
+            schema={ITEM_ID: pl.String, "__title": pl.String},
+        )
+        return (
+            result.join(titles, on=ITEM_ID, how="left")
+            .with_columns(
+                pl.coalesce("title", "__title").alias("title"),
+                pl.col("reason").fill_null("featured"),
+            )
+            .drop("__title")
+            .sort(USER_ID, "rank")
+            .select(USER_ID, "rank", ITEM_ID, "score", "title", "reason")
+        )
 
     # -- scoring ---------------------------------------------------------------------------------
     def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from shoprec.data.dataset import Dataset
+from shoprec.data.ingest import ingest
+from shoprec.data.lake import Lake
+from shoprec.data.synthetic import ShopSpec, generate_shop
+from shoprec.models import Recommender, model_from_config
+from shoprec.ranking.two_stage import _repeat_rate
+
+SMALL = {
+    "kind": "two_stage",
+    "generators": {
+        "buy_again": {"kind": "buy_again"},
+        "itemknn": {"kind": "itemknn"},
+        "popular": {"kind": "popular", "mode": "trending"},
+    },
+    "candidates_per_generator": 30,
+    "ranker": {"objective": "lambdarank", "n_estimators": 60, "random_state": 0, "verbose": -1},
+}
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    folder = tmp_path_factory.mktemp("two-stage")
+    made = generate_shop(ShopSpec(events=30_000, seed=4), folder / "source")
+    ingest([made.items_path], "csv", workspace=folder / "ws")
+    ingest([made.events_path], "parquet", workspace=folder / "ws")
+    return Lake(folder / "ws")
+
+
+@pytest.fixture(scope="module")
+def model(lake: Lake) -> Recommender[Any]:
+    return model_from_config(SMALL).fit(Dataset.from_lake(lake))
+
+
+def test_ranker_learns_from_features(model: Any) -> None:
+    importance = model.feature_importance_
+    assert set(importance) >= {"buy_again_score", "itemknn_rank", "item_price"}
+    assert sum(importance.values()) > 0
+    users = model.user_ids_.external[:5].tolist()
+    recs = model.recommend(users, k=5)
+    assert recs.group_by("user_id").len()["len"].to_list() == [5] * 5
+    assert recs["reason"].null_count() == 0
+
+
+def test_seen_rule_follows_the_repeat_rate(model: Any) -> None:
+    assert model.exclude_seen_ == (model.repeat_rate_ < model.config.repeat_rate_threshold)
+    rows = [("u1", "milk"), ("u1", "milk"), ("u1", "bread"), ("u2", "milk")]
+    grocery = pl.DataFrame(
+        {
+            "user_id": [u for u, _ in rows],
+            "item_id": [i for _, i in rows],
+            "event_type": "purchase",
+            "ts": [datetime(2024, 1, d + 1, tzinfo=UTC) for d in range(4)],
+        }
+    )
+    assert _repeat_rate(grocery, ["purchase"]) == pytest.approx(0.25)
+    films = grocery.with_columns(pl.Series("item_id", ["a", "b", "c", "d"]))
+    assert _repeat_rate(films, ["purchase"]) == 0.0
+
+
+def test_rules_are_applied(lake: Lake) -> None:
+    dataset = Dataset.from_lake(lake)
+    plain = model_from_config(SMALL).fit(dataset)
+    user = plain.user_ids_.external[0]
+    top = plain.recommend([user], k=3)["item_id"].to_list()
+    pinned = plain.item_ids_.external[-1]
+    ruled = model_from_config(
+        SMALL | {"rules": {"blocked": top[:2], "pinned": {pinned: 2}, "max_per_category": 1}}
+    ).fit(dataset)
+    recs = ruled.recommend([user], k=4)
+    assert not set(recs["item_id"]) & set(top[:2])
+    assert recs.filter(pl.col("rank") == 2)["item_id"].item() == pinned
+    assert recs.filter(pl.col("rank") == 2)["reason"].item() == "featured"
+    info = recs.join(lake.items().select("item_id", "category"), on="item_id")
+    free = info.filter(pl.col("item_id") != pinned)
+    assert free["category"].n_unique() == free.height  # at most one per category
+
+
+def test_cold_start_and_request_filters(model: Any, lake: Lake) -> None:
+    recs = model.recommend(["a-brand-new-visitor"], k=6)
+    assert recs.height == 6
+    assert (recs["reason"] == "cold start: popular right now").all()
+    category = lake.items()["category"][0]
+    filtered = model.recommend(model.user_ids_.external[:3].tolist(), k=4, category=category)
+    cats = filtered.join(lake.items().select("item_id", "category"), on="item_id")["category"]
+    assert (cats == category).all()
+
+
+def test_save_and_load(model: Any, tmp_path: Path) -> None:
+    model.save(tmp_path / "two_stage.pkl")
+    loaded = Recommender.load(tmp_path / "two_stage.pkl")
+    users = model.user_ids_.external[:3].tolist()
+    assert loaded.recommend(users, k=4).equals(model.recommend(users, k=4))
