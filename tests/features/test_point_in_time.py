@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -8,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shoprec.data.schema import EVENTS_SCHEMA, conform
+from shoprec.exceptions import ConfigError
 from shoprec.features import compute_features
+from shoprec.features.store import OfflineFeatureStore, open_online_store
 
 AS_OF = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -88,3 +91,26 @@ def test_label_window_events_never_change_a_feature(
     after = _tables(pl.concat([HISTORY, later]))
     for left, right in zip(before, after, strict=True):
         assert left.equals(right)
+
+
+def test_offline_and_online_stores_serve_the_same_values(tmp_path: Path) -> None:
+    tables = compute_features(HISTORY, AS_OF, items=ITEMS)
+    offline = OfflineFeatureStore(tmp_path)
+    offline.write(tables)
+    read = offline.latest()
+    assert read.as_of == AS_OF
+    assert read.users.equals(tables.users)
+    online = open_online_store("memory://")
+    online.load(read)
+    for row in tables.users.iter_rows(named=True):
+        assert online.user(row.pop("user_id")) == row
+    for row in tables.items.iter_rows(named=True):
+        assert online.item(row.pop("item_id")) == row
+    assert online.pair("u1", "a") == {
+        "pair_events": 2,
+        "pair_purchases": 1,
+        "pair_days_since_last": pytest.approx(28.0),
+    }
+    assert online.user("nobody") is None
+    with pytest.raises(ConfigError, match="unknown online store"):
+        open_online_store("cassandra://x")
