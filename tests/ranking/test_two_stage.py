@@ -30,7 +30,7 @@ SMALL = {
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     folder = tmp_path_factory.mktemp("two-stage")
     made = generate_shop(ShopSpec(events=30_000, seed=4), folder / "source")
-    ingest([made.items_path], "csv", workspace=folder / "ws")
+    ingest([made.items_path, made.users_path], "csv", workspace=folder / "ws")
     ingest([made.events_path], "parquet", workspace=folder / "ws")
     return Lake(folder / "ws")
 
@@ -42,7 +42,14 @@ def model(lake: Lake) -> Recommender[Any]:
 
 def test_ranker_learns_from_features(model: Any) -> None:
     importance = model.feature_importance_
-    assert set(importance) >= {"buy_again_score", "itemknn_rank", "item_price"}
+    assert set(importance) >= {
+        "buy_again_score",
+        "itemknn_rank",
+        "item_price",
+        "distance_km",
+        "item_geohash",
+        "item_category",
+    }
     assert sum(importance.values()) > 0
     users = model.user_ids_.external[:5].tolist()
     recs = model.recommend(users, k=5)

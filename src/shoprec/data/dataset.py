@@ -82,6 +82,7 @@ class Dataset:
     items: pl.DataFrame
     baskets: pl.DataFrame
     events: pl.DataFrame | None = None  # the canonical events it was built from
+    users: pl.DataFrame | None = None  # the user table, when known (coordinates, attributes)
 
     @classmethod
     def from_events(
@@ -89,6 +90,7 @@ class Dataset:
         events: pl.DataFrame | pl.LazyFrame,
         *,
         items: pl.DataFrame | None = None,
+        users: pl.DataFrame | None = None,
         weights: EventWeights | None = None,
         basket_event_types: Sequence[str] = ("purchase",),
     ) -> Dataset:
@@ -161,12 +163,19 @@ class Dataset:
             catalogue_table.sort(ITEM_INDEX),
             baskets,
             events,
+            users,
         )
 
     @classmethod
     def from_lake(cls, lake: Lake, *, weights: EventWeights | None = None) -> Dataset:
         """All events and the catalogue of a workspace lake."""
-        return cls.from_events(lake.scan_events(), items=lake.items(), weights=weights)
+        users = lake.users()
+        return cls.from_events(
+            lake.scan_events(),
+            items=lake.items(),
+            users=users if users.height else None,
+            weights=weights,
+        )
 
     def item_column(self, name: str) -> pl.Series:
         """A catalogue column in item-index order (nulls where unknown)."""

@@ -19,12 +19,22 @@ from shoprec.data.schema import (
     CREATED_AT,
     EVENT_TYPE,
     ITEM_ID,
+    LAT,
+    LON,
     PRICE,
     TS,
     USER_ID,
 )
+from shoprec.features.encoding import Encoding, geohash
 
 __all__ = ["FeatureConfig", "FeatureTables", "compute_features"]
+
+
+DEFAULT_ENCODINGS: dict[str, Encoding] = {
+    "item_category": "label",
+    "item_geohash": "hashing",
+    "user_geohash": "hashing",
+}
 
 
 class FeatureConfig(BaseModel):
@@ -36,6 +46,11 @@ class FeatureConfig(BaseModel):
         default_factory=lambda: ["view", "add_to_cart", "purchase", "rating", "review"]
     )
     windows_days: list[int] = Field(default_factory=lambda: [7, 30, 3650])
+    geohash_precision: int = Field(default=4, ge=1, le=12)
+    encodings: dict[str, Encoding] = Field(
+        default_factory=lambda: dict(DEFAULT_ENCODINGS),
+        description="categorical feature -> label, onehot or hashing",
+    )
 
 
 @dataclass(frozen=True)
@@ -70,14 +85,16 @@ def compute_features(
     as_of: datetime,
     *,
     items: pl.DataFrame | None = None,
+    users: pl.DataFrame | None = None,
     config: FeatureConfig | None = None,
 ) -> FeatureTables:
-    """Feature tables as they stood just before ``as_of``."""
+    """Feature tables as they stood just before ``as_of`` (coordinates from ``items`` and
+    ``users`` become geohash cells)."""
     config = config or FeatureConfig()
     past = events.filter(pl.col(TS) < as_of)
     catalogue = (
         items.select(
-            ITEM_ID, *[c for c in (CATEGORY, PRICE, CREATED_AT) if c in items.columns]
+            ITEM_ID, *[c for c in (CATEGORY, PRICE, CREATED_AT, LAT, LON) if c in items.columns]
         ).unique(ITEM_ID, keep="last")
         if items is not None
         else pl.DataFrame(schema={ITEM_ID: pl.String})
@@ -98,7 +115,7 @@ def compute_features(
     ]
     known = past.filter(pl.col(USER_ID).is_not_null())
     purchases = pl.col(EVENT_TYPE) == "purchase"
-    users = known.group_by(USER_ID).agg(
+    users_table = known.group_by(USER_ID).agg(
         *[c.alias(f"user_{c.meta.output_name()}") for c in counts],
         _days_since(as_of).alias("user_days_since_last"),
         pl.col(PRICE).filter(purchases).median().alias("user_price_median"),
@@ -152,9 +169,33 @@ def compute_features(
         )
     if CATEGORY in item_table.columns:
         extra.append(pl.col(CATEGORY).cast(pl.String).alias("item_category"))
+    if LAT in item_table.columns and LON in item_table.columns:
+        extra += [pl.col(LAT).alias("item_lat"), pl.col(LON).alias("item_lon")]
+        cells = geohash(
+            item_table.get_column(LAT).to_numpy(),
+            item_table.get_column(LON).to_numpy(),
+            config.geohash_precision,
+        )
+        extra.append(pl.lit(pl.Series("item_geohash", cells, dtype=pl.String)))
     item_table = item_table.with_columns(extra).drop(
-        [c for c in (PRICE, CREATED_AT, CATEGORY) if c in item_table.columns]
+        [c for c in (PRICE, CREATED_AT, CATEGORY, LAT, LON) if c in item_table.columns]
     )
+    if users is not None and LAT in users.columns and LON in users.columns:
+        places = users.select(
+            USER_ID, pl.col(LAT).alias("user_lat"), pl.col(LON).alias("user_lon")
+        ).unique(USER_ID, keep="last")
+        places = places.with_columns(
+            pl.Series(
+                "user_geohash",
+                geohash(
+                    places.get_column("user_lat").to_numpy(),
+                    places.get_column("user_lon").to_numpy(),
+                    config.geohash_precision,
+                ),
+                dtype=pl.String,
+            )
+        )
+        users_table = users_table.join(places, on=USER_ID, how="left")
     pairs = (
         with_category.filter(pl.col(USER_ID).is_not_null() & pl.col(ITEM_ID).is_not_null())
         .group_by(USER_ID, ITEM_ID)
@@ -174,4 +215,4 @@ def compute_features(
             (pl.col("__n") / pl.col("__n").sum().over(USER_ID)).alias("user_category_share"),
         )
     )
-    return FeatureTables(as_of, users, item_table, pairs, user_categories)
+    return FeatureTables(as_of, users_table, item_table, pairs, user_categories)

@@ -23,6 +23,7 @@ from shoprec.data.dataset import Dataset
 from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID
 from shoprec.exceptions import DataError
 from shoprec.features.build import FeatureConfig, FeatureTables, compute_features
+from shoprec.features.encoding import CategoricalEncoder, haversine_km
 from shoprec.models.base import ModelConfig, Recommender
 from shoprec.ranking.rules import RulesConfig, apply_rules
 
@@ -155,12 +156,28 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         train, valid = blocks
         if train is None:
             raise DataError("the two-stage model found no labelled users in its training window")
-        self.feature_names_ = [c for c in train.columns if c not in (USER_ID, ITEM_ID, "label")]
-        self.categories_ = self._category_codes(train)
+        self.encoders_ = [
+            CategoricalEncoder(column, encoding).fit(train.get_column(column))
+            for column, encoding in self.config.features.encodings.items()
+            if column in train.columns
+        ]
+        encoded = {encoder.column for encoder in self.encoders_}
+        self.numeric_names_ = [
+            c
+            for c, dtype in train.schema.items()
+            if c not in (USER_ID, ITEM_ID, "label") and c not in encoded and dtype.is_numeric()
+        ]
+        self.feature_names_ = self.numeric_names_ + [
+            name for encoder in self.encoders_ for name in encoder.output_columns
+        ]
         self.ranker_ = self._train_ranker(train, valid)
         self.generators_ = self._fit_generators(dataset)
         self.features_ = compute_features(
-            events, end + timedelta(microseconds=1), items=items, config=self.config.features
+            events,
+            end + timedelta(microseconds=1),
+            items=items,
+            users=dataset.users,
+            config=self.config.features,
         )
         self.repeat_rate_ = _repeat_rate(events, self.config.label_event_types)
         self.exclude_seen_ = self.config.seen == "exclude" or (
@@ -216,7 +233,9 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         candidates = candidate_frame(
             generators, users.get_column(USER_ID).to_list(), self.config.candidates_per_generator
         )
-        features = compute_features(events, as_of, items=items, config=self.config.features)
+        features = compute_features(
+            events, as_of, items=items, users=dataset.users, config=self.config.features
+        )
         frame = self._with_features(candidates, features)
         frame = frame.join(labels, on=[USER_ID, ITEM_ID], how="left").with_columns(
             pl.col("label").fill_null(0)
@@ -236,30 +255,27 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         extra = []
         if "item_price" in frame.columns and "user_price_median" in frame.columns:
             extra.append((pl.col("item_price") / pl.col("user_price_median")).alias("price_ratio"))
+        if {"user_lat", "item_lat"} <= set(frame.columns):
+            extra.append(
+                haversine_km(
+                    pl.col("user_lat"), pl.col("user_lon"), pl.col("item_lat"), pl.col("item_lon")
+                ).alias("distance_km")
+            )
         return frame.with_columns(
             *extra,
             *[pl.col(c).fill_null(0) for c in features.pair_columns if c in frame.columns],
         )
 
-    def _category_codes(self, train: pl.DataFrame) -> dict[str, int]:
-        if "item_category" not in train.columns:
-            return {}
-        values = train.get_column("item_category").drop_nulls().unique().sort().to_list()
-        return {value: code for code, value in enumerate(values)}
-
     def _matrix(self, frame: pl.DataFrame) -> np.ndarray:
-        columns = []
-        for name in self.feature_names_:
-            if name not in frame.columns:
-                columns.append(pl.lit(None, pl.Float64).alias(name))
-            elif name == "item_category":
-                columns.append(
-                    pl.col(name)
-                    .replace_strict(self.categories_, default=None, return_dtype=pl.Float64)
-                    .alias(name)
-                )
+        columns = [
+            (pl.col(name) if name in frame.columns else pl.lit(None)).cast(pl.Float64).alias(name)
+            for name in self.numeric_names_
+        ]
+        for encoder in self.encoders_:
+            if encoder.column in frame.columns:
+                columns += encoder.transform(frame)
             else:
-                columns.append(pl.col(name).cast(pl.Float64).alias(name))
+                columns += [pl.lit(None, pl.Float64).alias(n) for n in encoder.output_columns]
         return frame.select(columns).to_numpy().astype(np.float32)
 
     def _train_ranker(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> Ranker:
