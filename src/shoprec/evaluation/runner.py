@@ -116,6 +116,7 @@ def evaluate_models(
     split: Split,
     *,
     items: pl.DataFrame | None = None,
+    users: pl.DataFrame | None = None,
     weights: EventWeights | None = None,
     k: int = 10,
     curve_ks: Sequence[int] = (1, 5, 10, 20),
@@ -139,14 +140,14 @@ def evaluate_models(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     configs = {name: parse_model_config(config) for name, config in models.items()}
-    dataset = Dataset.from_events(split.train, items=items, weights=weights)
+    dataset = Dataset.from_events(split.train, items=items, users=users, weights=weights)
     context = evaluation_context(dataset, split.train)
     # The price-tier check needs prices; without them it is left out rather than invented.
     if context.item_prices is None or context.user_price_ranges is None:
         at_k = [m for m in at_k if not m.name.startswith("price_tier_fit")]
     popularity = dataset.popularity_counts()
     popularity_of = dict(zip(dataset.item_ids.external.tolist(), popularity.tolist(), strict=True))
-    users = split.test_users
+    test_users = split.test_users
     depth = max(k, *curve_ks)
     runs: list[ModelRun] = []
     for name, config in configs.items():
@@ -163,7 +164,7 @@ def evaluate_models(
         }[exclude_seen]
         for exclude in variants:
             started = time.perf_counter()
-            recs = model.recommend(users, k=depth, exclude_seen=exclude)
+            recs = model.recommend(test_users, k=depth, exclude_seen=exclude)
             elapsed = time.perf_counter() - started
             values = compute_metrics(at_k, recs, split.truth, context)
             curve_values = compute_metrics(curve, recs, split.truth, context)
@@ -189,7 +190,7 @@ def evaluate_models(
         split=split.description,
         k=k,
         n_train_events=split.train.height,
-        n_test_users=len(users),
+        n_test_users=len(test_users),
         n_items=dataset.n_items,
         runs=runs,
         catalogue_popularity=np.asarray(popularity, dtype=float).tolist(),
