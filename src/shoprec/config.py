@@ -70,7 +70,7 @@ class IngestConfig(_Strict):
 
 
 _MODEL_KINDS = (
-    "popular", "copurchase", "itemknn", "ease", "als", "bpr", "content", "buy_again",
+    "popular", "copurchase", "itemknn", "ease", "als", "bpr", "content", "buy_again", "two_stage",
 )  # fmt: skip
 
 
@@ -109,7 +109,7 @@ class Settings(BaseSettings):
         default_factory=lambda: {kind: {"kind": kind} for kind in _MODEL_KINDS},
         description="name -> model config (kind plus hyperparameters)",
     )
-    default_model: str = Field(default="ease", description="the model 'recommend' serves")
+    default_model: str = Field(default="two_stage", description="the model 'recommend' serves")
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
     @classmethod

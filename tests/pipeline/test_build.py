@@ -30,9 +30,9 @@ def test_build_publishes_a_run(tmp_path: Path) -> None:
     assert run_id == result.run_id
     assert set(manifest["models"]) == set(settings.models)
     assert manifest["data"]["events"] == 80
-    assert manifest["default_model"] == "ease"
+    assert manifest["default_model"] == "two_stage"
     model, name = load_model(tmp_path)
-    assert name == "ease"
+    assert name == "two_stage"
     assert model.recommend(["u1"], k=3).height == 3
     second = build(_events(), settings)
     assert current_run(tmp_path)[0] == second.run_id
@@ -61,3 +61,13 @@ def test_unknown_model_name_in_a_run(tmp_path: Path) -> None:
         (tmp_path / "models" / current_run(tmp_path)[0] / "manifest.json").read_text()
     )
     assert manifest["models"]["als"]["kind"] == "als"
+
+
+def test_two_stage_without_enough_history_fuses_ranks(tmp_path: Path) -> None:
+    """A tiny shop has no labelled window to learn from: the ranker falls back, clearly."""
+    build(_events(), load_settings(workspace=tmp_path))
+    model, _ = load_model(tmp_path)
+    assert getattr(model, "fallback_", None) == (
+        "no labelled users in the training window: reciprocal-rank fusion"
+    )
+    assert model.recommend(["u1", "u2"], k=2).height == 4

@@ -154,23 +154,17 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         for as_of in (end - 2 * window, end - window):
             blocks.append(self._block(events, items, dataset, as_of, as_of + window))
         train, valid = blocks
+        self.ranker_: Ranker | None = None
+        self.fallback_: str | None = None
+        self.feature_importance_: dict[str, float] = {}
         if train is None:
-            raise DataError("the two-stage model found no labelled users in its training window")
-        self.encoders_ = [
-            CategoricalEncoder(column, encoding).fit(train.get_column(column))
-            for column, encoding in self.config.features.encodings.items()
-            if column in train.columns
-        ]
-        encoded = {encoder.column for encoder in self.encoders_}
-        self.numeric_names_ = [
-            c
-            for c, dtype in train.schema.items()
-            if c not in (USER_ID, ITEM_ID, "label") and c not in encoded and dtype.is_numeric()
-        ]
-        self.feature_names_ = self.numeric_names_ + [
-            name for encoder in self.encoders_ for name in encoder.output_columns
-        ]
-        self.ranker_ = self._train_ranker(train, valid)
+            # Too little history to learn from: fuse the generators' ranks instead.
+            self.fallback_ = "no labelled users in the training window: reciprocal-rank fusion"
+            self.encoders_: list[CategoricalEncoder] = []
+            self.numeric_names_: list[str] = []
+            self.feature_names_: list[str] = []
+        else:
+            self._learn(train, valid)
         self.generators_ = self._fit_generators(dataset)
         self.features_ = compute_features(
             events,
@@ -190,6 +184,24 @@ class TwoStageModel(Recommender[TwoStageConfig]):
             & pl.col("price").is_not_null()
         )
         self.user_max_price_ = paid.group_by(USER_ID).agg(pl.col("price").max().alias("max_price"))
+
+    def _learn(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
+        """Fit the encoders on the training block and the ranker on both blocks."""
+        self.encoders_ = [
+            CategoricalEncoder(column, encoding).fit(train.get_column(column))
+            for column, encoding in self.config.features.encodings.items()
+            if column in train.columns
+        ]
+        encoded = {encoder.column for encoder in self.encoders_}
+        self.numeric_names_ = [
+            c
+            for c, dtype in train.schema.items()
+            if c not in (USER_ID, ITEM_ID, "label") and c not in encoded and dtype.is_numeric()
+        ]
+        self.feature_names_ = self.numeric_names_ + [
+            name for encoder in self.encoders_ for name in encoder.output_columns
+        ]
+        self.ranker_ = self._train_ranker(train, valid)
 
     def _fit_generators(self, dataset: Dataset) -> dict[str, Recommender[Any]]:
         from shoprec.models import model_from_config
@@ -392,7 +404,13 @@ class TwoStageModel(Recommender[TwoStageConfig]):
             self.generators_, ids, self.config.candidates_per_generator, history
         )
         frame = self._with_features(candidates, self.features_)
-        predicted = np.asarray(self.ranker_.predict(self._matrix(frame)), dtype=np.float32)
+        if self.ranker_ is not None:
+            predicted = np.asarray(self.ranker_.predict(self._matrix(frame)), dtype=np.float32)
+        else:  # reciprocal-rank fusion of the generators
+            fused = pl.sum_horizontal(
+                [(1.0 / (60.0 + pl.col(f"{n}_rank"))).fill_null(0.0) for n in self.generators_]
+            )
+            predicted = frame.select(fused).to_series().to_numpy().astype(np.float32)
         prior = self.popularity_ / (self.popularity_.max() or 1.0)
         scores = np.tile(_NOT_CANDIDATE + prior, (len(ids), 1)).astype(np.float32)
         position = {u: i for i, u in enumerate(ids)}
