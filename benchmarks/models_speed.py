@@ -1,7 +1,10 @@
-"""Speed of ``shoprec build`` (every configured model) and ``shoprec recommend`` (every user)
-on UCI Online Retail, each run as its own process, repeated; medians reported.
+"""Speed of ``shoprec build`` and ``shoprec recommend`` (every user) on UCI Online Retail, each
+run as its own process, repeated; medians reported.
 
-Targets: build <= 60 s; recommend for all 4,372 customers <= 10 s.
+Targets: build of the eight candidate generators <= 60 s and recommend for all 4,372 customers
+with one of them (EASE) <= 10 s (issue: candidate recommenders); the default build, which adds
+the two-stage ranker, <= 3 minutes (issue: two-stage ranking). The two-stage batch recommend is
+reported for information.
 
 Run from the repository root::
 
@@ -23,7 +26,8 @@ from pathlib import Path
 
 import polars as pl
 
-TARGETS = {"build": 60.0, "recommend": 10.0}
+TARGETS = {"build_generators": 60.0, "recommend_ease": 10.0, "build_default": 180.0}
+GENERATORS = ("popular", "copurchase", "itemknn", "ease", "als", "bpr", "content", "buy_again")
 
 
 def _shoprec() -> str:
@@ -51,7 +55,12 @@ def main() -> int:
         or Path(__file__).resolve().parents[1].parent / "shared" / "data"
     )
     repeat = max(1, min(args.repeat, 10))
-    times: dict[str, list[float]] = {"build": [], "recommend": []}
+    times: dict[str, list[float]] = {
+        "build_generators": [],
+        "recommend_ease": [],
+        "build_default": [],
+        "recommend_two_stage": [],
+    }
     with tempfile.TemporaryDirectory() as scratch:
         workspace = Path(scratch) / "ws"
         source = shared / "uci-online-retail" / "online_retail.csv"
@@ -92,6 +101,7 @@ def main() -> int:
         "median_seconds": medians,
         "targets_seconds": TARGETS,
         "passed": {name: medians[name] <= TARGETS[name] for name in TARGETS},
+        "information": {"recommend_two_stage": medians["recommend_two_stage"]},
     }
     args.out.write_text(json.dumps(result, indent=2))
     for name in TARGETS:
