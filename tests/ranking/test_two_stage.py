@@ -106,3 +106,26 @@ def test_save_and_load(model: Any, tmp_path: Path) -> None:
     loaded = Recommender.load(tmp_path / "two_stage.pkl")
     users = model.user_ids_.external[:3].tolist()
     assert loaded.recommend(users, k=4).equals(model.recommend(users, k=4))
+
+
+def test_array_scorer_matches_the_batch_path(model: Any) -> None:
+    import numpy as np
+
+    from shoprec.ranking.scorer import CandidateScorer
+    from shoprec.ranking.two_stage import candidate_frame
+
+    scorer = CandidateScorer(model)
+    for user in model.user_ids_.external[:5].tolist():
+        frame = model._with_features(
+            candidate_frame(model.generators_, [user], 40), model.features_
+        )
+        batch = model.ranker_.predict(model._matrix(frame))
+        items = model.item_ids_.to_index(frame["item_id"].to_list())
+        names = list(model.generators_)
+        scores = frame.select([f"{n}_score" for n in names]).to_numpy().astype(float)
+        ranks = frame.select([f"{n}_rank" for n in names]).to_numpy().astype(float)
+        fast = scorer.booster.predict(scorer.features(user, items, scores, ranks))
+        np.testing.assert_allclose(fast, batch, rtol=1e-6, atol=1e-9)
+        ranked = scorer.score(user, items, scores, ranks, k=5)
+        assert ranked.items.size == 5
+        assert list(ranked.scores) == sorted(ranked.scores, reverse=True)
