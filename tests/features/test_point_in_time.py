@@ -110,6 +110,8 @@ def test_offline_and_online_stores_serve_the_same_values(tmp_path: Path) -> None
         "pair_events": 2,
         "pair_purchases": 1,
         "pair_days_since_last": pytest.approx(28.0),
+        "pair_days_since_purchase": pytest.approx(28.0),
+        "pair_recent_purchases": 1,
     }
     assert online.user("nobody") is None
     with pytest.raises(ConfigError, match="unknown online store"):

@@ -203,7 +203,33 @@ def compute_features(
             pl.len().alias("pair_events"),
             purchases.sum().alias("pair_purchases"),
             _days_since(as_of).alias("pair_days_since_last"),
+            (pl.lit(as_of) - pl.col(TS).filter(purchases).max())
+            .dt.total_seconds()
+            .truediv(86_400.0)
+            .alias("pair_days_since_purchase"),
+            (
+                purchases
+                & (pl.col(TS) >= as_of - timedelta(days=max(config.windows_days[:-1] or [30])))
+            )
+            .sum()
+            .alias("pair_recent_purchases"),
         )
+    )
+    # How much a user, and an item, is bought again: repeat purchases over all purchases.
+    repeat = (
+        past.filter(purchases & pl.col(USER_ID).is_not_null() & pl.col(ITEM_ID).is_not_null())
+        .sort(TS)
+        .with_columns((pl.int_range(pl.len()).over(USER_ID, ITEM_ID) > 0).alias("__again"))
+    )
+    users_table = users_table.join(
+        repeat.group_by(USER_ID).agg(pl.col("__again").mean().alias("user_repeat_share")),
+        on=USER_ID,
+        how="left",
+    )
+    item_table = item_table.join(
+        repeat.group_by(ITEM_ID).agg(pl.col("__again").mean().alias("item_repeat_share")),
+        on=ITEM_ID,
+        how="left",
     )
     user_categories = (
         with_category.filter(pl.col(USER_ID).is_not_null() & pl.col(CATEGORY).is_not_null())
