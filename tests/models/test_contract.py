@@ -211,3 +211,26 @@ def test_reasons_name_an_item_from_the_users_history(
     )
     named = [r for r in recs["reason"].to_list() if any(t in r for t in seen_titles)]
     assert named, recs["reason"].to_list()
+
+
+def test_an_item_added_after_training_appears_in_content_similar_items(
+    planted: tuple[Dataset, pl.DataFrame],
+) -> None:
+    dataset, _ = planted
+    model: Any = model_from_config("content").fit(dataset)
+    added = pl.DataFrame(
+        {
+            "item_id": ["b1-new"],
+            "category": ["block 1"],
+            "title": ["green thing 99"],
+            "price": [20.0],
+        }
+    )
+    assert model.add_items(added) == 1
+    assert model.add_items(added) == 0  # already known
+    similar = model.similar_items(["b1-i0"], k=20)
+    assert "b1-new" in similar["similar_item_id"].to_list()
+    own = model.similar_items(["b1-new"], k=3)
+    assert all(block_of_item(i) == 1 for i in own["similar_item_id"])
+    history = pl.DataFrame({"user_id": ["fan"] * 3, "item_id": ["b1-i0", "b1-i1", "b1-i2"]})
+    assert model.recommend(["fan"], k=3, history=history).height == 3

@@ -11,10 +11,10 @@ from pydantic import Field
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from shoprec.data.dataset import ITEM_INDEX, USER_INDEX, Dataset
+from shoprec.data.dataset import ITEM_INDEX, USER_INDEX, Dataset, IdMap
 from shoprec.models.base import ModelConfig, Recommender
 
-__all__ = ["ContentConfig", "ContentModel", "item_vectors"]
+__all__ = ["ContentConfig", "ContentModel", "ItemVectoriser", "item_vectors"]
 
 
 class ContentConfig(ModelConfig):
@@ -44,78 +44,133 @@ class ContentConfig(ModelConfig):
     )
 
 
-def _standardise(values: np.ndarray) -> np.ndarray:
-    """Columns to zero mean and unit spread; missing values become the column mean (0)."""
-    values = values.astype(np.float64)
-    present = ~np.isnan(values)
-    counts = present.sum(axis=0)
-    means = np.where(counts > 0, np.nansum(values, axis=0) / np.maximum(counts, 1), 0.0)
-    values = np.where(present, values, means)
-    spread = values.std(axis=0)
-    spread[spread == 0] = 1.0
-    return np.asarray((values - values.mean(axis=0)) / spread, dtype=np.float64)
+def _attributes(items: pl.DataFrame) -> pl.Series | None:
+    if "attributes" not in items.columns or not items.get_column("attributes").drop_nulls().len():
+        return None
+    decoded = items.get_column("attributes").str.json_decode(infer_schema_length=None)
+    return decoded if isinstance(decoded.dtype, pl.Struct) else None
 
 
-def item_vectors(items: pl.DataFrame, config: ContentConfig) -> np.ndarray:
-    """One row per catalogue item: numeric, one-hot categorical and text blocks, each scaled to
-    unit norm per item and weighted, then the whole vector normalised."""
-    n = items.height
-    blocks: list[np.ndarray] = []
-    attributes = (
-        items.get_column("attributes").str.json_decode(infer_schema_length=None)
-        if "attributes" in items.columns and items.get_column("attributes").drop_nulls().len()
-        else None
-    )
-    numeric: list[np.ndarray] = []
-    categorical: list[pl.Series] = []
-    if "price" in items.columns:
-        numeric.append(np.log1p(items.get_column("price").cast(pl.Float64).to_numpy()))
-    if "category" in items.columns:
-        categorical.append(items.get_column("category").cast(pl.String))
-    if attributes is not None and isinstance(attributes.dtype, pl.Struct):
-        for field in attributes.struct.fields:
-            column = attributes.struct.field(field)
-            if column.dtype.is_numeric():
-                numeric.append(column.cast(pl.Float64).to_numpy())
-            elif column.dtype == pl.String and column.n_unique() <= config.max_categories:
-                categorical.append(column.alias(field))
-    if numeric and config.numeric_weight > 0:
-        blocks.append(config.numeric_weight * _unit(_standardise(np.column_stack(numeric))))
-    if categorical and config.categorical_weight > 0:
-        onehots = [
-            column.fill_null("").to_dummies().to_numpy().astype(np.float64)
-            for column in categorical
-        ]
-        blocks.append(config.categorical_weight * _unit(np.hstack(onehots)))
-    text = _item_text(items)
-    if text is not None and config.text_weight > 0:
-        blocks.append(config.text_weight * _unit(_text_block(text, config.text_dimensions)))
-    if not blocks:
-        return np.zeros((n, 1), dtype=np.float32)
-    return _unit(np.hstack(blocks)).astype(np.float32)
-
-
-def _item_text(items: pl.DataFrame) -> list[str] | None:
+def _item_text(items: pl.DataFrame) -> list[str]:
     parts = [c for c in ("title", "text", "category") if c in items.columns]
     if not parts:
-        return None
+        return [""] * items.height
     joined = items.select(
         pl.concat_str([pl.col(c).cast(pl.String) for c in parts], separator=" ", ignore_nulls=True)
     ).to_series()
-    texts = joined.fill_null("").to_list()
-    return texts if any(t.strip() for t in texts) else None
+    return [str(t) for t in joined.fill_null("").to_list()]
 
 
-def _text_block(texts: list[str], dimensions: int) -> np.ndarray:
-    tfidf = TfidfVectorizer(min_df=1, max_features=50_000, sublinear_tf=True)
-    try:
-        matrix = tfidf.fit_transform(texts)
-    except ValueError:  # nothing but stop words and blanks
-        return np.zeros((len(texts), 1))
-    size = min(dimensions, matrix.shape[1] - 1, matrix.shape[0] - 1)
-    if size < 2:
-        return np.asarray(matrix.todense())
-    return np.asarray(TruncatedSVD(n_components=size, random_state=0).fit_transform(matrix))
+class ItemVectoriser:
+    """Item vectors from numeric, one-hot categorical and TF-IDF/SVD text blocks.
+
+    ``fit`` learns the columns, category values, means, spreads, vocabulary and projection from
+    the catalogue; ``transform`` embeds any items with them, so an item added after training gets
+    a vector in the same space. Each block is scaled to unit norm per item and weighted, then
+    the whole vector is normalised.
+    """
+
+    def __init__(self, config: ContentConfig) -> None:
+        self.config = config
+
+    def _numeric(self, items: pl.DataFrame) -> np.ndarray:
+        attributes = _attributes(items)
+        columns = []
+        for name in self.numeric_:
+            if name == "price":
+                raw = items.get_column("price") if "price" in items.columns else None
+                columns.append(
+                    np.log1p(raw.cast(pl.Float64).to_numpy())
+                    if raw is not None
+                    else np.full(items.height, np.nan)
+                )
+            elif attributes is not None and name in attributes.struct.fields:
+                columns.append(attributes.struct.field(name).cast(pl.Float64).to_numpy())
+            else:
+                columns.append(np.full(items.height, np.nan))
+        return np.column_stack(columns) if columns else np.zeros((items.height, 0))
+
+    def _categorical(self, items: pl.DataFrame) -> list[pl.Series]:
+        attributes = _attributes(items)
+        columns = []
+        for name in self.categories_:
+            if name == "category" and "category" in items.columns:
+                columns.append(items.get_column("category").cast(pl.String))
+            elif attributes is not None and name in attributes.struct.fields:
+                columns.append(attributes.struct.field(name).cast(pl.String))
+            else:
+                columns.append(pl.Series(name, [None] * items.height, dtype=pl.String))
+        return columns
+
+    def fit(self, items: pl.DataFrame) -> ItemVectoriser:
+        config = self.config
+        attributes = _attributes(items)
+        self.numeric_: list[str] = ["price"] if "price" in items.columns else []
+        self.categories_: dict[str, list[str]] = {}
+        if "category" in items.columns:
+            self.categories_["category"] = []
+        if attributes is not None:
+            for name in attributes.struct.fields:
+                column = attributes.struct.field(name)
+                if column.dtype.is_numeric():
+                    self.numeric_.append(name)
+                elif column.dtype == pl.String and column.n_unique() <= config.max_categories:
+                    self.categories_[name] = []
+        numeric = self._numeric(items)
+        present = ~np.isnan(numeric)
+        counts = present.sum(axis=0)
+        self.means_ = np.where(counts > 0, np.nansum(numeric, axis=0) / np.maximum(counts, 1), 0)
+        filled = np.where(present, numeric, self.means_)
+        spread = filled.std(axis=0) if filled.size else np.zeros(0)
+        self.spreads_ = np.where(spread > 0, spread, 1.0)
+        for column in self._categorical(items):
+            self.categories_[column.name] = sorted(column.drop_nulls().unique().to_list())
+        texts = _item_text(items)
+        self.tfidf_: TfidfVectorizer | None = None
+        self.svd_: TruncatedSVD | None = None
+        if config.text_weight > 0 and any(t.strip() for t in texts):
+            tfidf = TfidfVectorizer(min_df=1, max_features=50_000, sublinear_tf=True)
+            try:
+                matrix = tfidf.fit_transform(texts)
+            except ValueError:  # nothing but stop words and blanks
+                matrix = None
+            if matrix is not None:
+                self.tfidf_ = tfidf
+                size = min(config.text_dimensions, matrix.shape[1] - 1, matrix.shape[0] - 1)
+                if size >= 2:
+                    self.svd_ = TruncatedSVD(n_components=size, random_state=0).fit(matrix)
+        return self
+
+    def transform(self, items: pl.DataFrame) -> np.ndarray:
+        config = self.config
+        blocks: list[np.ndarray] = []
+        if self.numeric_ and config.numeric_weight > 0:
+            numeric = self._numeric(items)
+            numeric = np.where(np.isnan(numeric), self.means_, numeric)
+            blocks.append(config.numeric_weight * _unit((numeric - self.means_) / self.spreads_))
+        if self.categories_ and config.categorical_weight > 0:
+            onehots = []
+            for column in self._categorical(items):
+                values = self.categories_[column.name]
+                position = {v: i for i, v in enumerate(values)}
+                block = np.zeros((items.height, len(values)))
+                for row, value in enumerate(column.to_list()):
+                    if value in position:
+                        block[row, position[value]] = 1.0
+                onehots.append(block)
+            blocks.append(config.categorical_weight * _unit(np.hstack(onehots)))
+        if self.tfidf_ is not None:
+            matrix = self.tfidf_.transform(_item_text(items))
+            text = self.svd_.transform(matrix) if self.svd_ is not None else matrix.toarray()
+            blocks.append(config.text_weight * _unit(np.asarray(text, dtype=np.float64)))
+        if not blocks:
+            return np.zeros((items.height, 1), dtype=np.float32)
+        return _unit(np.hstack(blocks)).astype(np.float32)
+
+
+def item_vectors(items: pl.DataFrame, config: ContentConfig) -> np.ndarray:
+    """Vectors of a whole catalogue (see :class:`ItemVectoriser`)."""
+    return ItemVectoriser(config).fit(items).transform(items)
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
@@ -134,7 +189,8 @@ class ContentModel(Recommender[ContentConfig]):
     config_class = ContentConfig
 
     def _fit(self, dataset: Dataset) -> None:
-        self.vectors_ = item_vectors(dataset.items, self.config)
+        self.vectoriser_ = ItemVectoriser(self.config).fit(dataset.items)
+        self.vectors_ = self.vectoriser_.transform(dataset.items)
         self.preferences_ = self._blend(dataset)
 
     def _blend(self, dataset: Dataset) -> np.ndarray:
@@ -218,3 +274,27 @@ class ContentModel(Recommender[ContentConfig]):
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
         return self._nearest(self.vectors_[items])
+
+    def add_items(self, items: pl.DataFrame) -> int:
+        """Embed catalogue items added after training, so they can be recommended and found as
+        similar items at once (nobody has touched them: their popularity is zero).
+
+        Returns how many items were new; known ids are left as they are.
+        """
+        self._check_fitted()
+        known = self.item_ids_.to_index(items.get_column("item_id").cast(pl.String).to_list())
+        new = items.filter(pl.Series(known < 0)).unique("item_id", keep="last")
+        if new.height == 0:
+            return 0
+        vectors = self.vectoriser_.transform(new)
+        ids = new.get_column("item_id").cast(pl.String).to_list()
+        self.item_ids_ = IdMap(np.concatenate((self.item_ids_.external, np.asarray(ids, object))))
+        self.vectors_ = np.vstack((self.vectors_, vectors))
+        self.popularity_ = np.concatenate((self.popularity_, np.zeros(len(ids), np.float32)))
+        titles = new.get_column("title").to_list() if "title" in new.columns else [None] * len(ids)
+        self.titles_ = [*self.titles_, *titles]
+        self.tie_rank_ = np.concatenate((self.tie_rank_, np.arange(len(ids)) + self.tie_rank_.size))
+        self.user_items_ = sp.csr_matrix(
+            sp.hstack([self.user_items_, sp.csr_matrix((self.user_items_.shape[0], len(ids)))])
+        )
+        return len(ids)
