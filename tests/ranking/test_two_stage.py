@@ -129,3 +129,20 @@ def test_array_scorer_matches_the_batch_path(model: Any) -> None:
         ranked = scorer.score(user, items, scores, ranks, k=5)
         assert ranked.items.size == 5
         assert list(ranked.scores) == sorted(ranked.scores, reverse=True)
+
+
+def test_cold_start_follows_the_visitors_context(model: Any, lake: Lake) -> None:
+    events = lake.events()
+    country = events["context"].str.json_path_match("$.country").drop_nulls()[0]
+    recs = model.recommend(["visitor"], k=5, context={"country": country})
+    assert (recs["reason"] == f"cold start: popular in {country}").all()
+    category = lake.items()["category"][3]
+    browsing = model.recommend(["visitor"], k=5, context={"category": category})
+    cats = browsing.join(lake.items().select("item_id", "category"), on="item_id")["category"]
+    assert (cats == category).all()
+    assert browsing["reason"][0].startswith(f"cold start: popular in {category}")
+    # after the first clicks of a session the list follows them
+    clicked = events.filter(pl.col("item_id").is_not_null())["item_id"].head(3).to_list()
+    history = pl.DataFrame({"user_id": ["visitor"] * 3, "item_id": clicked})
+    warm = model.recommend(["visitor"], k=5, history=history)
+    assert not warm["reason"].str.starts_with("cold start").any()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -32,6 +32,38 @@ from shoprec.exceptions import DataError, NotFittedError, ShoprecError
 __all__ = ["COLD_START_REASON", "ModelConfig", "Recommender", "top_k"]
 
 COLD_START_REASON = "cold start: popular right now"
+_CONTEXT_KEYS = ("country", "platform", "device")
+_MIN_CONTEXT_EVENTS = 20
+
+
+def _context_popularity(dataset: Dataset) -> dict[tuple[str, str], np.ndarray]:
+    """Distinct users per item among events of each context value (country, platform, ...)."""
+    events = dataset.events
+    if events is None or "context" not in events.columns or events.height == 0:
+        return {}
+    index = dataset.item_ids.index_frame("item_id", "__item")
+    tables: dict[tuple[str, str], np.ndarray] = {}
+    for key in _CONTEXT_KEYS:
+        values = events.select(
+            pl.col("context").str.json_path_match(f"$.{key}").alias("__value"),
+            "item_id",
+            "user_id",
+        ).drop_nulls()
+        if values.height == 0:
+            continue
+        counts = (
+            values.join(index, on="item_id", how="inner")
+            .group_by("__value", "__item")
+            .agg(pl.col("user_id").n_unique().alias("__n"))
+        )
+        for (value,), group in counts.group_by("__value"):
+            if group.get_column("__n").sum() < _MIN_CONTEXT_EVENTS:
+                continue
+            table = np.zeros(dataset.n_items, dtype=np.float32)
+            table[group.get_column("__item").to_numpy()] = group.get_column("__n").to_numpy()
+            tables[(key, str(value))] = table
+    return tables
+
 
 _BATCH = 1024
 
@@ -125,6 +157,10 @@ class Recommender(ABC, Generic[C]):
         self.tie_rank_[order] = np.arange(order.size)
         titles = dataset.item_column("title")
         self.titles_: list[str | None] = titles.cast(pl.String).to_list()
+        self.context_popularity_ = _context_popularity(dataset)
+        self.item_categories_: list[str | None] = (
+            dataset.item_column("category").cast(pl.String).to_list()
+        )
         self._fit(dataset)
         return self
 
@@ -138,6 +174,29 @@ class Recommender(ABC, Generic[C]):
     def _similar(self, items: np.ndarray) -> np.ndarray:
         """Scores (items × items, float32) of every item against each of ``items``."""
         raise NotImplementedError
+
+    def _cold_start(self, context: Mapping[str, str] | None) -> tuple[np.ndarray, str]:
+        """Scores (0..1) and reason for a visitor without history, from their context."""
+        base = self.popularity_ / (self.popularity_.max() or 1.0)
+        if not context:
+            return base, COLD_START_REASON
+        parts, where = [], []
+        for key in _CONTEXT_KEYS:
+            value = context.get(key)
+            table = self.context_popularity_.get((key, str(value))) if value else None
+            if table is not None:
+                parts.append(table / (table.max() or 1.0))
+                where.append(str(value))
+        scores = np.mean(parts, axis=0) if parts else base.copy()
+        browsed = context.get("category")
+        if browsed:
+            in_category = np.array([c == browsed for c in self.item_categories_])
+            if in_category.any():
+                scores = scores + in_category.astype(np.float32)  # the browsed category first
+                where.insert(0, browsed)
+        if not where:
+            return base, COLD_START_REASON
+        return np.asarray(scores, np.float32), f"cold start: popular in {', '.join(where)}"
 
     # -- explanations ----------------------------------------------------------------------------
     reason: ClassVar[str] = "recommended for you"
@@ -228,8 +287,9 @@ class Recommender(ABC, Generic[C]):
         exclude_seen: bool | None = None,
         filter: Sequence[str] | None = None,
         history: pl.DataFrame | None = None,
+        context: Mapping[str, str] | None = None,
     ) -> pl.DataFrame:
-        """Top-``k`` items per user: columns ``user_id, rank, item_id, score, title``.
+        """Top-``k`` items per user: columns ``user_id, rank, item_id, score, title, reason``.
 
         Parameters
         ----------
@@ -241,6 +301,9 @@ class Recommender(ABC, Generic[C]):
         history
             Extra interactions (``user_id, item_id[, weight]``) to fold in, for users seen in
             training or not.
+        context
+            What is known of a visitor without history (``country``, ``platform``, ``device``,
+            ``category`` being browsed): their cold-start list is what is popular there.
         """
         self._check_fitted()
         if k <= 0:
@@ -258,8 +321,12 @@ class Recommender(ABC, Generic[C]):
             rows, users = self.user_rows(batch, history)
             scores = np.asarray(self._score(rows, users), dtype=np.float32)
             empty = ~np.any(scores != 0, axis=1)
-            if empty.any():  # nothing to go on: fall back to training popularity
-                scores[empty] = self.popularity_ / (self.popularity_.max() or 1.0) * 1e-3
+            cold = empty | ((users < 0) & (rows.getnnz(axis=1) == 0))
+            fallback, cold_reason = self._cold_start(context)
+            if empty.any():  # nothing to go on: fall back to (contextual) popularity
+                scores[empty] = fallback * 1e-3
+            if context and cold.any():
+                scores[cold] = fallback * 1e-3
             if exclude:
                 seen = rows.tocoo()
                 scores[seen.row[seen.data > 0], seen.col[seen.data > 0]] = -np.inf
@@ -268,9 +335,8 @@ class Recommender(ABC, Generic[C]):
             items, values = top_k(scores, k, self.tie_rank_)
             reasons = self._explain(rows, items)
             # Users the model knows nothing about, or could not score, get popular items.
-            cold = empty | ((users < 0) & (rows.getnnz(axis=1) == 0))
             for row in np.flatnonzero(cold):
-                reasons[row] = [COLD_START_REASON] * items.shape[1]
+                reasons[row] = [cold_reason] * items.shape[1]
             frames.append(self._frame("user_id", batch, items, values, reasons=reasons))
         return pl.concat(frames) if frames else self._frame("user_id", [], np.empty((0, k)), None)
 

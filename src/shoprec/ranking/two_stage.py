@@ -10,7 +10,7 @@ the features taken as of the end of the data.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -340,6 +340,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         exclude_seen: bool | None = None,
         filter: Sequence[str] | None = None,
         history: pl.DataFrame | None = None,
+        context: Mapping[str, str] | None = None,
         category: str | None = None,
         min_price: float | None = None,
         max_price: float | None = None,
@@ -354,7 +355,12 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         rules = self.config.rules
         depth = k + len(rules.blocked) + len(rules.pinned) + max(k, 20)
         deep = super().recommend(
-            user_ids, depth if k > 0 else k, exclude_seen=exclude, filter=filter, history=history
+            user_ids,
+            depth if k > 0 else k,
+            exclude_seen=exclude,
+            filter=filter,
+            history=history,
+            context=context,
         )
         ranked = apply_rules(
             deep.select(USER_ID, ITEM_ID, "score"),
