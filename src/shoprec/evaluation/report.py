@@ -87,6 +87,20 @@ def _bars(result: EvaluationResult, metrics: tuple[str, ...], title: str) -> str
     return _png(figure)
 
 
+def _importance(result: EvaluationResult) -> str | None:
+    """The ranker's 20 most used features (split counts), for models that have one."""
+    run = next((r for r in result.runs if r.feature_importance), None)
+    if run is None:
+        return None
+    top = sorted(run.feature_importance.items(), key=lambda pair: -pair[1])[:20][::-1]
+    figure = Figure(figsize=(11, 6), layout="constrained")
+    axis = figure.subplots()
+    axis.barh([name for name, _ in top], [value for _, value in top])
+    axis.set_title(f"{run.name}: feature importance (splits)")
+    axis.grid(alpha=0.3, axis="x")
+    return _png(figure)
+
+
 def _table(result: EvaluationResult) -> str:
     table = result.table()
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
@@ -142,6 +156,14 @@ def write_report(
         )
     else:
         sections.append(("Price tier", "<p>No prices in the data: the check was skipped.</p>"))
+    importance = _importance(result)
+    if importance:
+        sections.append(
+            (
+                "Ranker features",
+                f"<img alt='feature importance' src='data:image/png;base64,{importance}'>",
+            )
+        )
     body = "".join(f"<h2>{html.escape(name)}</h2>{content}" for name, content in sections)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!doctype html>

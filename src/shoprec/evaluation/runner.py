@@ -44,6 +44,7 @@ class ModelRun:
     metrics: dict[str, float]
     curves: dict[str, dict[int, float]]
     recommended_popularity: list[float] = field(repr=False)
+    feature_importance: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -184,6 +185,7 @@ def evaluate_models(
                     metrics=values,
                     curves=curves,
                     recommended_popularity=[popularity_of.get(i, 0.0) for i in top],
+                    feature_importance=dict(getattr(model, "feature_importance_", {}) or {}),
                 )
             )
     return EvaluationResult(
