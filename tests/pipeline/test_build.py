@@ -64,8 +64,14 @@ def test_unknown_model_name_in_a_run(tmp_path: Path) -> None:
 
 
 def test_two_stage_without_enough_history_fuses_ranks(tmp_path: Path) -> None:
-    """A tiny shop has no labelled window to learn from: the ranker falls back, clearly."""
-    build(_events(), load_settings(workspace=tmp_path))
+    """Every shopper bought once: no one has history before a label, so the ranker cannot learn
+    and falls back, clearly."""
+    once = (
+        _events()
+        .unique("user_id", keep="first")
+        .with_columns(pl.col("user_id") + "-" + pl.col("item_id"))
+    )
+    build(once, load_settings(workspace=tmp_path))
     model, _ = load_model(tmp_path)
     assert getattr(model, "fallback_", None) == (
         "no labelled users in the training window: reciprocal-rank fusion"

@@ -27,7 +27,10 @@ from shoprec.data.schema import (
 )
 from shoprec.features.encoding import Encoding, geohash
 
-__all__ = ["FeatureConfig", "FeatureTables", "compute_features"]
+__all__ = ["PAIR_COUNTS", "FeatureConfig", "FeatureTables", "compute_features"]
+
+# User × item counts: zero for a pair with no events (the other pair features stay unknown).
+PAIR_COUNTS = ("pair_events", "pair_purchases", "pair_recent_purchases")
 
 
 DEFAULT_ENCODINGS: dict[str, Encoding] = {

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from shoprec.data.schema import ITEM_ID, USER_ID
+from shoprec.features.build import PAIR_COUNTS
 
 if TYPE_CHECKING:
     from shoprec.ranking.two_stage import TwoStageModel
@@ -157,7 +158,8 @@ class CandidateScorer:
             elif kind == "user":
                 matrix[:, column] = user[where] if user is not None else np.nan
             elif kind == "pair":
-                matrix[:, column] = [pairs[i][where] if i in pairs else 0.0 for i in items]
+                absent = 0.0 if self.pair_names[where] in PAIR_COUNTS else np.nan
+                matrix[:, column] = [pairs[i][where] if i in pairs else absent for i in items]
             elif kind == "price_ratio":
                 median = (
                     user[self.user_position["user_price_median"]] if user is not None else np.nan

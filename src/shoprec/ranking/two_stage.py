@@ -22,7 +22,7 @@ from pydantic import Field
 from shoprec.data.dataset import Dataset
 from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID
 from shoprec.exceptions import DataError
-from shoprec.features.build import FeatureConfig, FeatureTables, compute_features
+from shoprec.features.build import PAIR_COUNTS, FeatureConfig, FeatureTables, compute_features
 from shoprec.features.encoding import CategoricalEncoder, haversine_km
 from shoprec.models.base import ModelConfig, Recommender
 from shoprec.ranking.rules import RulesConfig, apply_rules
@@ -60,8 +60,9 @@ class TwoStageConfig(ModelConfig):
     candidates_per_generator: int = Field(default=50, ge=1, le=1000)
     label_event_types: list[str] = Field(default_factory=lambda: ["purchase"])
     label_window_days: float | None = Field(
-        default=None, gt=0, description="default: a tenth of the data's time span"
+        default=None, gt=0, description="default: label_window_share of the data's time span"
     )
+    label_window_share: float = Field(default=0.2, gt=0, lt=0.5)
     max_train_users: int = Field(default=4000, ge=10)
     ranker: dict[str, Any] = Field(
         default_factory=lambda: {
@@ -146,7 +147,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         window = (
             timedelta(days=self.config.label_window_days)
             if self.config.label_window_days
-            else (end - start) / 10
+            else (end - start) * self.config.label_window_share
         )
         items = dataset.items.drop("item_index")
         self.items_ = items
@@ -275,7 +276,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
             )
         return frame.with_columns(
             *extra,
-            *[pl.col(c).fill_null(0) for c in features.pair_columns if c in frame.columns],
+            *[pl.col(c).fill_null(0) for c in PAIR_COUNTS if c in frame.columns],
         )
 
     def _matrix(self, frame: pl.DataFrame) -> np.ndarray:
