@@ -146,3 +146,13 @@ def test_cold_start_follows_the_visitors_context(model: Any, lake: Lake) -> None
     history = pl.DataFrame({"user_id": ["visitor"] * 3, "item_id": clicked})
     warm = model.recommend(["visitor"], k=5, history=history)
     assert not warm["reason"].str.starts_with("cold start").any()
+
+
+def test_candidates_per_generator(model: Any) -> None:
+    from shoprec.ranking.two_stage import candidate_frame
+
+    user = model.user_ids_.external[0]
+    frame = candidate_frame(model.generators_, [user], {"buy_again": 2, "itemknn": 7, "popular": 3})
+    assert frame["itemknn_rank"].max() == 7
+    assert frame["popular_rank"].max() == 3
+    assert frame.height <= 12

@@ -58,6 +58,9 @@ class TwoStageConfig(ModelConfig):
     exclude_seen: bool = False  # the ranker learns whether shoppers re-buy
     generators: dict[str, dict[str, Any]] = Field(default_factory=_default_generators)
     candidates_per_generator: int = Field(default=50, ge=1, le=1000)
+    candidates: dict[str, int] = Field(
+        default_factory=dict, description="candidates from a given generator, overriding the above"
+    )
     label_event_types: list[str] = Field(default_factory=lambda: ["purchase"])
     label_window_days: float | None = Field(
         default=None, gt=0, description="default: label_window_share of the data's time span"
@@ -106,14 +109,16 @@ def _repeat_rate(events: pl.DataFrame, types: Sequence[str]) -> float:
 def candidate_frame(
     generators: dict[str, Recommender[Any]],
     user_ids: list[str],
-    per_generator: int,
+    per_generator: int | Mapping[str, int],
     history: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The union of every generator's top items: one row per (user, item), each generator's
-    score and rank as columns (null where it did not propose the item)."""
+    score and rank as columns (null where it did not propose the item). ``per_generator`` is
+    one count for all, or a count per generator name."""
     merged: pl.DataFrame | None = None
     for name, model in generators.items():
-        recs = model.recommend(user_ids, k=per_generator, exclude_seen=False, history=history)
+        count = per_generator if isinstance(per_generator, int) else per_generator[name]
+        recs = model.recommend(user_ids, k=count, exclude_seen=False, history=history)
         part = recs.select(
             USER_ID,
             ITEM_ID,
@@ -204,6 +209,12 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         ]
         self.ranker_ = self._train_ranker(train, valid)
 
+    def _candidate_counts(self) -> dict[str, int]:
+        return {
+            name: self.config.candidates.get(name, self.config.candidates_per_generator)
+            for name in self.config.generators
+        }
+
     def _fit_generators(self, dataset: Dataset) -> dict[str, Recommender[Any]]:
         from shoprec.models import model_from_config
 
@@ -244,7 +255,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         block_data = Dataset.from_events(past, items=items, weights=dataset.weights)
         generators = self._fit_generators(block_data)
         candidates = candidate_frame(
-            generators, users.get_column(USER_ID).to_list(), self.config.candidates_per_generator
+            generators, users.get_column(USER_ID).to_list(), self._candidate_counts()
         )
         features = compute_features(
             events, as_of, items=items, users=dataset.users, config=self.config.features
@@ -407,9 +418,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
                     "weight": coo.data.astype(np.float64),
                 }
             )
-        candidates = candidate_frame(
-            self.generators_, ids, self.config.candidates_per_generator, history
-        )
+        candidates = candidate_frame(self.generators_, ids, self._candidate_counts(), history)
         frame = self._with_features(candidates, self.features_)
         if self.ranker_ is not None:
             predicted = np.asarray(self.ranker_.predict(self._matrix(frame)), dtype=np.float32)
