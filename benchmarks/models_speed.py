@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+
+from _common import shared_data
 
 TARGETS = {"build_generators": 60.0, "recommend_ease": 10.0, "build_default": 180.0}
 GENERATORS = ("popular", "copurchase", "itemknn", "ease", "als", "bpr", "content", "buy_again")
@@ -49,11 +50,7 @@ def main() -> int:
     parser.add_argument("--shared-data")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/models-speed-results.json"))
     args = parser.parse_args()
-    shared = Path(
-        args.shared_data
-        or os.environ.get("SHOPREC_SHARED_DATA")
-        or Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    )
+    shared = shared_data(args.shared_data)
     repeat = max(1, min(args.repeat, 10))
     times: dict[str, list[float]] = {
         "build_generators": [],

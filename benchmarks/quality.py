@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from typing import Any
 
 import polars as pl
 
+from _common import shared_data
 from shoprec.data.ingest import ingest
 from shoprec.data.lake import Lake
 from shoprec.evaluation.runner import EvaluationResult, evaluate_models
@@ -43,14 +43,6 @@ from shoprec.models import ModelConfig, parse_model_config
 BASELINES = {"popular": {"kind": "popular"}, "trending": {"kind": "popular", "mode": "trending"}}
 PERSONAL = ["copurchase", "itemknn", "ease", "als", "bpr", "content", "buy_again"]
 METRICS = ["ndcg", "recall", "precision", "map", "hit_rate", "coverage", "novelty"]
-
-
-def _shared_data(argument: str | None) -> Path:
-    if argument:
-        return Path(argument)
-    if os.environ.get("SHOPREC_SHARED_DATA"):
-        return Path(os.environ["SHOPREC_SHARED_DATA"])
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _tuned(
@@ -152,7 +144,7 @@ def main() -> int:
     parser.add_argument("--no-tune", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/quality-results.json"))
     args = parser.parse_args()
-    shared = _shared_data(args.shared_data)
+    shared = shared_data(args.shared_data)
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(), "tuned": not args.no_tune}
     with tempfile.TemporaryDirectory() as scratch:
         results["movielens"] = movielens(shared, Path(scratch) / "ml", not args.no_tune)

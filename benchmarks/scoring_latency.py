@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from _common import shared_data
 from shoprec.data.dataset import Dataset
 from shoprec.data.ingest import ingest
 from shoprec.data.lake import Lake
@@ -43,11 +43,7 @@ def main() -> int:
     parser.add_argument("--shared-data")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/scoring-results.json"))
     args = parser.parse_args()
-    shared = Path(
-        args.shared_data
-        or os.environ.get("SHOPREC_SHARED_DATA")
-        or Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    )
+    shared = shared_data(args.shared_data)
     with tempfile.TemporaryDirectory() as scratch:
         ingest(
             [shared / "uci-online-retail" / "online_retail.csv"],

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _common import shared_data
 from shoprec.data.ingest import ingest
 from shoprec.data.lake import Lake
 from shoprec.data.synthetic import ShopSpec, generate_shop
@@ -106,11 +106,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/two-stage-results.json"))
     args = parser.parse_args()
-    shared = Path(
-        args.shared_data
-        or os.environ.get("SHOPREC_SHARED_DATA")
-        or Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    )
+    shared = shared_data(args.shared_data)
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat()}
     with tempfile.TemporaryDirectory() as scratch:
         uci = Path(scratch) / "uci"

@@ -11,5 +11,7 @@ def test_all_names_exist_and_are_sorted() -> None:
 
 
 def test_every_error_is_a_shoprec_error() -> None:
-    for name in exceptions.__all__:
-        assert issubclass(getattr(exceptions, name), shoprec.ShoprecError)
+    errors = [getattr(exceptions, n) for n in exceptions.__all__ if n.endswith("Error")]
+    assert len(errors) == 7
+    for error in errors:
+        assert issubclass(error, shoprec.ShoprecError)

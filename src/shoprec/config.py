@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from shoprec.exceptions import ConfigError
+from shoprec.exceptions import ConfigError, describe_validation_error
 
 __all__ = ["ColumnMapping", "EventWeights", "IngestConfig", "Settings", "load_settings"]
 
@@ -161,10 +161,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         _check_references(settings, str(config_file) if config_file else "settings")
     except ValidationError as exc:
         where = str(config_file) if config_file is not None else "settings"
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{where}: {problems}") from None
+        raise ConfigError(f"{where}: {describe_validation_error(exc)}") from None
     return settings
 
 
@@ -191,7 +188,4 @@ def _check_references(settings: Settings, where: str) -> None:
     try:
         TuningConfig.model_validate(settings.evaluation.tuning)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{where}: evaluation.tuning: {problems}") from None
+        raise ConfigError(f"{where}: evaluation.tuning: {describe_validation_error(exc)}") from None

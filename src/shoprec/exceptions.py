@@ -18,6 +18,10 @@ Malformed *rows* are not errors: adapters reject them into the load report and g
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = [
     "ConfigError",
@@ -27,6 +31,7 @@ __all__ = [
     "ShoprecError",
     "SourceError",
     "UnknownFormatError",
+    "describe_validation_error",
 ]
 
 
@@ -64,3 +69,15 @@ class LakeError(ShoprecError):
 
 class NotFittedError(ShoprecError):
     """An object that must be built first was used before it was built."""
+
+
+def describe_validation_error(exc: ValidationError, *, skip: int = 0, root: str = "") -> str:
+    """One line naming each invalid field (``a.b: problem; c: problem``).
+
+    ``skip`` drops leading location parts (the tag of a discriminated union); ``root`` names a
+    problem with no field left.
+    """
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc'][skip:]) or root}: {err['msg']}"
+        for err in exc.errors()
+    )

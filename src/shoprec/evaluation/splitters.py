@@ -18,7 +18,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID, VALUE
-from shoprec.exceptions import ConfigError, DataError
+from shoprec.exceptions import ConfigError, DataError, describe_validation_error
 
 __all__ = [
     "AnySplitConfig",
@@ -185,11 +185,7 @@ def parse_split_config(data: dict[str, Any] | AnySplitConfig) -> AnySplitConfig:
     try:
         return _SPLIT_ADAPTER.validate_python(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'kind'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(problems) from None
+        raise ConfigError(describe_validation_error(exc, skip=1, root="kind")) from None
 
 
 def make_split(config: AnySplitConfig, events: pl.DataFrame) -> Split:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from shoprec.exceptions import ConfigError
+from shoprec.exceptions import ConfigError, describe_validation_error
 from shoprec.models.als import ALSConfig, ALSModel, BPRConfig, BPRModel
 from shoprec.models.base import ModelConfig, Recommender
 from shoprec.models.buy_again import BuyAgainConfig, BuyAgainModel
@@ -65,10 +65,7 @@ def parse_model_config(config: ModelConfig | dict[str, Any] | str) -> ModelConfi
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'][1:]) or kind}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = describe_validation_error(exc, skip=1, root=str(kind))
         raise ConfigError(f"model {kind}: {problems}") from None
 
 
