@@ -164,7 +164,8 @@ class CandidateScorer:
                 median = (
                     user[self.user_position["user_price_median"]] if user is not None else np.nan
                 )
-                matrix[:, column] = self.price[items] / median
+                with np.errstate(divide="ignore", invalid="ignore"):  # as the batch path: inf
+                    matrix[:, column] = self.price[items] / median
             elif kind == "distance_km":
                 matrix[:, column] = self._distance(user, items)
             elif kind == "user_category_share":
