@@ -99,13 +99,14 @@ def main() -> int:
         "information": {"recommend_two_stage": medians["recommend_two_stage"]},
     }
     args.out.write_text(json.dumps(result, indent=2))
-    for name in TARGETS:
-        runs = ", ".join(f"{t:.1f}" for t in times[name])
-        verdict = "PASS" if result["passed"][name] else "FAIL"
-        print(
-            f"{name:10s} median {medians[name]:6.1f} s (runs: {runs}) target <= "
-            f"{TARGETS[name]:.0f} s {verdict}"
+    for name, values in times.items():
+        runs = ", ".join(f"{t:.1f}" for t in values)
+        verdict = (
+            f"target <= {TARGETS[name]:.0f} s {'PASS' if result['passed'][name] else 'FAIL'}"
+            if name in TARGETS
+            else "(information)"
         )
+        print(f"{name:20s} median {medians[name]:6.1f} s (runs: {runs}) {verdict}")
     print(f"recommend covered {n_users:,} users")
     return 0 if all(result["passed"].values()) else 1
 
