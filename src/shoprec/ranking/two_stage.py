@@ -70,10 +70,10 @@ class TwoStageConfig(ModelConfig):
     ranker: dict[str, Any] = Field(
         default_factory=lambda: {
             "objective": "lambdarank",
-            "n_estimators": 400,
-            "learning_rate": 0.05,
-            "num_leaves": 31,
-            "min_child_samples": 20,
+            "n_estimators": 600,
+            "learning_rate": 0.03,
+            "num_leaves": 15,
+            "min_child_samples": 50,
             "subsample": 0.8,
             "subsample_freq": 1,
             "colsample_bytree": 0.8,
