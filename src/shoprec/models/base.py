@@ -288,6 +288,7 @@ class Recommender(ABC, Generic[C]):
         filter: Sequence[str] | None = None,
         history: pl.DataFrame | None = None,
         context: Mapping[str, str] | None = None,
+        explain: bool = True,
     ) -> pl.DataFrame:
         """Top-``k`` items per user: columns ``user_id, rank, item_id, score, title, reason``.
 
@@ -301,6 +302,8 @@ class Recommender(ABC, Generic[C]):
         history
             Extra interactions (``user_id, item_id[, weight]``) to fold in, for users seen in
             training or not.
+        explain
+            Give each item its reason (``False`` leaves ``reason`` null, for speed).
         context
             What is known of a visitor without history (``country``, ``platform``, ``device``,
             ``category`` being browsed): their cold-start list is what is popular there.
@@ -333,10 +336,11 @@ class Recommender(ABC, Generic[C]):
             if allowed is not None:
                 scores[:, ~allowed] = -np.inf
             items, values = top_k(scores, k, self.tie_rank_)
-            reasons = self._explain(rows, items)
-            # Users the model knows nothing about, or could not score, get popular items.
-            for row in np.flatnonzero(cold):
-                reasons[row] = [cold_reason] * items.shape[1]
+            reasons = self._explain(rows, items) if explain else None
+            if reasons is not None:
+                # Users the model knows nothing about, or could not score, get popular items.
+                for row in np.flatnonzero(cold):
+                    reasons[row] = [cold_reason] * items.shape[1]
             frames.append(self._frame("user_id", batch, items, values, reasons=reasons))
         return pl.concat(frames) if frames else self._frame("user_id", [], np.empty((0, k)), None)
 

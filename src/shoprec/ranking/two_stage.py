@@ -118,7 +118,9 @@ def candidate_frame(
     merged: pl.DataFrame | None = None
     for name, model in generators.items():
         count = per_generator if isinstance(per_generator, int) else per_generator[name]
-        recs = model.recommend(user_ids, k=count, exclude_seen=False, history=history)
+        recs = model.recommend(
+            user_ids, k=count, exclude_seen=False, history=history, explain=False
+        )
         part = recs.select(
             USER_ID,
             ITEM_ID,
@@ -353,6 +355,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         filter: Sequence[str] | None = None,
         history: pl.DataFrame | None = None,
         context: Mapping[str, str] | None = None,
+        explain: bool = True,
         category: str | None = None,
         min_price: float | None = None,
         max_price: float | None = None,
@@ -373,6 +376,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
             filter=filter,
             history=history,
             context=context,
+            explain=explain,
         )
         ranked = apply_rules(
             deep.select(USER_ID, ITEM_ID, "score"),
@@ -464,15 +468,15 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         """Each item's reason is that of the generator that proposed it best."""
         sources: dict[tuple[int, int], str] = getattr(_batch, "sources", {})
         reasons = [["popular right now"] * items.shape[1] for _ in range(items.shape[0])]
-        for name, model in self.generators_.items():
-            mine = np.full(items.shape, -1, dtype=np.int64)
-            for row in range(items.shape[0]):
-                for column, item in enumerate(items[row].tolist()):
-                    if sources.get((row, item)) == name:
-                        mine[row, column] = item
-            if (mine >= 0).any():
-                explained = model._explain(rows, mine)
-                for row, column in zip(*np.nonzero(mine >= 0), strict=True):
+        mine = {name: np.full(items.shape, -1, dtype=np.int64) for name in self.generators_}
+        for (row, column), item in np.ndenumerate(items):
+            name = sources.get((row, int(item)))
+            if name is not None:
+                mine[name][row, column] = item
+        for name, chosen in mine.items():
+            if (chosen >= 0).any():
+                explained = self.generators_[name]._explain(rows, chosen)
+                for row, column in zip(*np.nonzero(chosen >= 0), strict=True):
                     reasons[row][column] = explained[row][column]
         return reasons
 
