@@ -171,7 +171,7 @@ class CandidateScorer:
             elif kind == "user_category_share":
                 shares = self.shares.get(user_id, {})
                 matrix[:, column] = [shares.get(self.categories[i] or "", np.nan) for i in items]
-        return matrix
+        return matrix.astype(np.float32)  # as the ranker was trained
 
     def _distance(self, user: np.ndarray | None, items: np.ndarray) -> np.ndarray:
         if user is None or "user_lat" not in self.user_position:

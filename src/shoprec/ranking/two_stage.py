@@ -66,6 +66,9 @@ class TwoStageConfig(ModelConfig):
         default=None, gt=0, description="default: label_window_share of the data's time span"
     )
     label_window_share: float = Field(default=0.2, gt=0, lt=0.5)
+    train_windows: int = Field(
+        default=1, ge=1, le=6, description="consecutive labelled windows to train on"
+    )
     max_train_users: int = Field(default=4000, ge=10)
     ranker: dict[str, Any] = Field(
         default_factory=lambda: {
@@ -158,10 +161,21 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         )
         items = dataset.items.drop("item_index")
         self.items_ = items
-        blocks = []
-        for as_of in (end - 2 * window, end - window):
-            blocks.append(self._block(events, items, dataset, as_of, as_of + window))
-        train, valid = blocks
+        # Training windows one after another, the last one kept for early stopping.
+        count = self.config.train_windows
+        blocks = [
+            self._block(
+                events, items, dataset, end - (count + 1 - i) * window, end - (count - i) * window
+            )
+            for i in range(count + 1)
+        ]
+        valid = blocks[-1]
+        learned = [b for b in blocks[:-1] if b is not None]
+        train = (
+            pl.concat(learned, how="diagonal_relaxed").sort(USER_ID, "__window")
+            if learned
+            else None
+        )
         self.ranker_: Ranker | None = None
         self.fallback_: str | None = None
         self.feature_importance_: dict[str, float] = {}
@@ -204,7 +218,9 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         self.numeric_names_ = [
             c
             for c, dtype in train.schema.items()
-            if c not in (USER_ID, ITEM_ID, "label") and c not in encoded and dtype.is_numeric()
+            if c not in (USER_ID, ITEM_ID, "label", "__window")
+            and c not in encoded
+            and dtype.is_numeric()
         ]
         self.feature_names_ = self.numeric_names_ + [
             name for encoder in self.encoders_ for name in encoder.output_columns
@@ -268,7 +284,9 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         )
         # Users without a single labelled candidate teach the ranker nothing.
         useful = frame.group_by(USER_ID).agg(pl.col("label").max()).filter(pl.col("label") > 0)
-        return frame.join(useful.select(USER_ID), on=USER_ID, how="semi").sort(USER_ID)
+        kept = frame.join(useful.select(USER_ID), on=USER_ID, how="semi")
+        # A user labelled in several windows forms one query group per window.
+        return kept.with_columns(pl.lit(as_of.timestamp()).alias("__window")).sort(USER_ID)
 
     def _with_features(self, candidates: pl.DataFrame, features: FeatureTables) -> pl.DataFrame:
         frame = (
@@ -308,7 +326,12 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         import lightgbm
 
         ranker = lightgbm.LGBMRanker(**self.config.ranker)
-        groups = train.group_by(USER_ID, maintain_order=True).len().get_column("len").to_numpy()
+        groups = (
+            train.group_by(USER_ID, "__window", maintain_order=True)
+            .len()
+            .get_column("len")
+            .to_numpy()
+        )
         fit_args: dict[str, Any] = {"group": groups}
         if valid is not None and valid.height:
             valid_groups = (
