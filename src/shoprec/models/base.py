@@ -99,23 +99,27 @@ def top_k(
         else np.tile(np.arange(n_items), (n_rows, 1))
     )
     part_scores = np.take_along_axis(scores, part, axis=1)
-    # Items tied with the k-th score outside the partition could win the index tie-break:
-    # include every item whose score equals the k-th best before ordering.
+    ranks = np.arange(n_items) if tie_rank is None else tie_rank
+    # Rows where items tied with the k-th score lie outside the partition need every tied
+    # item considered; the others are ordered within the partition, all rows at once.
     kth = part_scores.min(axis=1, keepdims=True)
-    candidates = scores >= kth
-    rows: list[np.ndarray] = []
-    values: list[np.ndarray] = []
-    for row in range(n_rows):
-        index = np.flatnonzero(candidates[row])
-        ties = index if tie_rank is None else tie_rank[index]
-        order = np.lexsort((ties, -scores[row, index]))[:k]
-        chosen = index[order]
-        chosen_scores = scores[row, chosen]
-        finite = np.isfinite(chosen_scores)
-        pad = k - int(finite.sum())
-        rows.append(np.concatenate((chosen[finite], np.full(pad, -1))))
-        values.append(np.concatenate((chosen_scores[finite], np.full(pad, -np.inf))))
-    return np.vstack(rows).astype(np.int64), np.vstack(values).astype(np.float32)
+    crowded = (scores >= kth).sum(axis=1) > k
+    order = np.lexsort((ranks[part], -part_scores), axis=1)
+    chosen = np.take_along_axis(part, order, axis=1)
+    for row in np.flatnonzero(crowded):
+        index = np.flatnonzero(scores[row] >= kth[row])
+        chosen[row] = index[np.lexsort((ranks[index], -scores[row, index]))[:k]]
+    values = np.take_along_axis(scores, chosen, axis=1).astype(np.float32)
+    # Non-finite scores (excluded items) are padding: moved to the end as -1.
+    finite = np.isfinite(values)
+    position = np.argsort(~finite, axis=1, kind="stable")
+    chosen = np.where(
+        np.take_along_axis(finite, position, axis=1),
+        np.take_along_axis(chosen, position, axis=1),
+        -1,
+    )
+    values = np.where(chosen >= 0, np.take_along_axis(values, position, axis=1), -np.inf)
+    return chosen.astype(np.int64), values.astype(np.float32)
 
 
 class Recommender(ABC, Generic[C]):
