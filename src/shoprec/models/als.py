@@ -75,7 +75,7 @@ class _FactorModel(Recommender[Any]):
             np.linalg.norm(self.item_factors_, axis=1, keepdims=True), 1e-12
         )
         return self._anchored(
-            rows, items, lambda history, item: unit[history] @ unit[item], "similar to {title}"
+            rows, items, lambda history, picks: unit[history] @ unit[picks].T, "similar to {title}"
         )
 
     def _similar(self, items: np.ndarray) -> np.ndarray:

@@ -213,29 +213,33 @@ class Recommender(ABC, Generic[C]):
         self,
         rows: sp.csr_matrix,
         items: np.ndarray,
-        affinity: Callable[[np.ndarray, int], np.ndarray],
+        affinity: Callable[[np.ndarray, np.ndarray], np.ndarray],
         template: str,
     ) -> list[list[str]]:
         """Reasons naming the item of the user's history that most supports each pick:
-        ``template`` gets ``{title}``; without such an item the generic reason is used."""
+        ``template`` gets ``{title}``; without such an item the generic reason is used.
+
+        ``affinity(history, picks)`` gives a (len(history) × len(picks)) array of how much each
+        history item supports each pick, for one user at a time.
+        """
         reasons: list[list[str]] = []
         for row in range(items.shape[0]):
             history = rows.indices[rows.indptr[row] : rows.indptr[row + 1]]
-            line = []
-            for item in items[row].tolist():
-                if item < 0 or history.size == 0:
-                    line.append(self.reason)
-                    continue
-                strength = np.asarray(affinity(history, item), dtype=np.float64).ravel()
-                candidates = history[history != item] if history.size > 1 else history
-                strength = strength[history != item] if history.size > 1 else strength
-                best = int(np.argmax(strength)) if strength.size else -1
-                if best < 0 or strength[best] <= 0:
-                    line.append(self.reason)
-                    continue
-                anchor = int(candidates[best])
-                title = self.titles_[anchor] or self.item_ids_.to_external([anchor])[0]
-                line.append(template.format(title=title))
+            picks = items[row]
+            line = [self.reason] * picks.size
+            valid = np.flatnonzero(picks >= 0)
+            if history.size and valid.size:
+                strength = np.asarray(affinity(history, picks[valid]), dtype=np.float64)
+                strength = strength.reshape(history.size, valid.size)
+                strength[history[:, None] == picks[valid][None, :]] = -np.inf  # not itself
+                best = np.argmax(strength, axis=0)
+                for position, (column, anchor_row) in enumerate(
+                    zip(valid.tolist(), best.tolist(), strict=True)
+                ):
+                    if strength[anchor_row, position] > 0:
+                        anchor = int(history[anchor_row])
+                        title = self.titles_[anchor] or self.item_ids_.to_external([anchor])[0]
+                        line[column] = template.format(title=title)
             reasons.append(line)
         return reasons
 

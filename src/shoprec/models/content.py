@@ -268,7 +268,7 @@ class ContentModel(Recommender[ContentConfig]):
         return self._anchored(
             rows,
             items,
-            lambda history, item: self.vectors_[history] @ self.vectors_[item],
+            lambda history, picks: self.vectors_[history] @ self.vectors_[picks].T,
             "similar to {title}",
         )
 

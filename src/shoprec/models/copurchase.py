@@ -85,7 +85,7 @@ class CoPurchaseModel(Recommender[CoPurchaseConfig]):
         return self._anchored(
             rows,
             items,
-            lambda history, item: self.pairs_[history, item].toarray(),
+            lambda history, picks: self.pairs_[history][:, picks].toarray(),
             "bought together with {title}",
         )
 

@@ -60,7 +60,7 @@ class EASEModel(Recommender[EASEConfig]):
         return self._anchored(
             rows,
             items,
-            lambda history, item: self.weights_[history, item],
+            lambda history, picks: self.weights_[np.ix_(history, picks)],
             "shoppers who liked {title} also chose this",
         )
 

@@ -55,7 +55,7 @@ class ItemKNNModel(Recommender[ItemKNNConfig]):
         return self._anchored(
             rows,
             items,
-            lambda history, item: self.similarity_[history, item].toarray(),
+            lambda history, picks: self.similarity_[history][:, picks].toarray(),
             "similar to {title}",
         )
 
