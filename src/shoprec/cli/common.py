@@ -39,7 +39,7 @@ T = TypeVar("T")
 WorkspaceOption = Annotated[
     Path | None,
     typer.Option(
-        "--workspace", "-w", help="Workspace folder [env SHOPREC_WORKSPACE; default ./shoprec-data]"
+        "--workspace", "-w", help="Workspace folder (env SHOPREC_WORKSPACE; default ./shoprec-data)"
     ),
 ]
 ConfigOption = Annotated[
