@@ -300,7 +300,8 @@ def recommend(
         ids = _read_users(users)
         recommender, name = load_model(settings.workspace, model)
         with progress_bar(f"recommending for {len(ids):,} users with {name}"):
-            recs = recommender.recommend(ids, k=k, exclude_seen=exclude_seen)
+            # The CSV carries no reasons: skip explaining (the slowest part after scoring).
+            recs = recommender.recommend(ids, k=k, exclude_seen=exclude_seen, explain=False)
         output.parent.mkdir(parents=True, exist_ok=True)
         recs.select("user_id", "rank", "item_id", "score").write_csv(output)
         known = sum(recommender.user_ids_.to_index(ids) >= 0)
