@@ -421,7 +421,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
             result.join(titles, on=ITEM_ID, how="left")
             .with_columns(
                 pl.coalesce("title", "__title").alias("title"),
-                pl.col("reason").fill_null("featured"),
+                pl.col("reason").fill_null("featured") if explain else pl.col("reason"),
             )
             .drop("__title")
             .sort(USER_ID, "rank")
