@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shoprec.evaluation import metrics
+from shoprec.evaluation import metrics, pairs
 from shoprec.evaluation.metrics import (
     MAP,
     METRIC_NAMES,
@@ -36,6 +36,7 @@ from shoprec.evaluation.metrics import (
     log_loss,
     parse_metric,
 )
+from shoprec.features import encoding as features_encoding
 
 RecRow = tuple[str, int, str]  # user, rank, item
 TruthRow = tuple[str, str, float]  # user, item, relevance
@@ -134,9 +135,12 @@ def by_prefix(results: dict[str, float], k: int) -> dict[str, float]:
 
 # -- doctests -----------------------------------------------------------------------------------
 def test_doctests_hold() -> None:
-    outcome = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert outcome.failed == 0
-    assert outcome.attempted >= 30
+    attempted = 0
+    for module in (metrics, pairs, features_encoding):
+        outcome = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert outcome.failed == 0
+        attempted += outcome.attempted
+    assert attempted >= 30
 
 
 # -- hand-computed cases ------------------------------------------------------------------------

@@ -36,12 +36,11 @@ from functools import cached_property
 from typing import ClassVar, Protocol
 
 import numpy as np
-import numpy.typing as npt
 import polars as pl
-from scipy import sparse
-from scipy.stats import rankdata
 
 from shoprec.data.schema import CATEGORY, ITEM_ID, PRICE, USER_ID
+from shoprec.evaluation.diversity import category_diversity, cosine_diversity, vector_columns
+from shoprec.evaluation.pairs import auc, log_loss
 
 __all__ = [
     "COUNT",
@@ -136,7 +135,7 @@ class EvaluationContext:
                 raise ValueError("item_popularity: count must be a non-negative number, not null")
         if self.item_features is not None:
             _check_table(self.item_features, ITEM_ID, [], "item_features")
-            if not _vector_columns(self.item_features) and CATEGORY not in self.item_features:
+            if not vector_columns(self.item_features) and CATEGORY not in self.item_features:
                 raise ValueError(
                     "item_features needs numeric vector columns or a 'category' column; it has "
                     + ", ".join(self.item_features.columns)
@@ -653,84 +652,9 @@ class IntraListDiversity(_CutOff):
         features = _need(inputs.context(self.name).item_features, "item_features", self.name)
         features = features.with_columns(pl.col(ITEM_ID).cast(pl.String))
         top = inputs.top(self.k)
-        if _vector_columns(features):
-            return _cosine_diversity(top, features)
-        return _category_diversity(top, features)
-
-
-def _vector_columns(features: pl.DataFrame) -> list[str]:
-    columns = []
-    for column, dtype in features.schema.items():
-        if column == ITEM_ID:
-            continue
-        inner = dtype.inner if isinstance(dtype, pl.Array | pl.List) else dtype
-        if inner.is_numeric():
-            columns.append(column)
-    return columns
-
-
-def _feature_matrix(features: pl.DataFrame) -> npt.NDArray[np.float64]:
-    blocks = []
-    for column in _vector_columns(features):
-        values = features.get_column(column)
-        if isinstance(values.dtype, pl.List):
-            widths = values.list.len().unique()
-            if widths.len() > 1 or values.null_count():
-                raise ValueError(f"item_features: the lists in {column!r} differ in length")
-            values = values.list.to_array(int(widths[0]) if widths.len() else 0)
-        if isinstance(values.dtype, pl.Array):
-            blocks.append(values.cast(pl.Array(pl.Float64, values.dtype.size)).to_numpy())
-        else:
-            blocks.append(values.cast(pl.Float64).to_numpy().reshape(-1, 1))
-    matrix = np.hstack(blocks).astype(np.float64) if blocks else np.zeros((features.height, 0))
-    if not np.isfinite(matrix).all():
-        raise ValueError("item_features: vector columns must be finite numbers (no null or NaN)")
-    return matrix
-
-
-def _cosine_diversity(top: pl.DataFrame, features: pl.DataFrame) -> float:
-    """Mean pairwise cosine similarity of a list from the sum of its unit vectors.
-
-    For unit vectors ``u_i``, ``sum_{i != j} u_i . u_j = |sum u_i|^2 - sum |u_i|^2``, so a
-    list needs one sparse product instead of one comparison per pair.
-    """
-    matrix = _feature_matrix(features)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    unit = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
-    rows = top.join(features.select(ITEM_ID).with_row_index(_ROW), on=ITEM_ID, how="inner").select(
-        (pl.col(USER_ID).rank("dense").cast(pl.Int64) - 1).alias(USER_ID), _ROW
-    )
-    if rows.is_empty():
-        return math.nan
-    user_of = rows.get_column(USER_ID).to_numpy()
-    n_users = int(user_of.max()) + 1
-    membership = sparse.csr_array(
-        (np.ones(rows.height), (user_of, rows.get_column(_ROW).to_numpy())),
-        shape=(n_users, features.height),
-    )
-    summed = np.asarray(membership @ unit)
-    own = np.asarray(membership @ (unit**2).sum(axis=1))
-    sizes = np.bincount(user_of, minlength=n_users)
-    keep = sizes >= 2
-    if not keep.any():
-        return math.nan
-    pairs = (sizes[keep] * (sizes[keep] - 1)).astype(np.float64)
-    similarity = ((summed[keep] ** 2).sum(axis=1) - own[keep]) / pairs
-    return float(np.clip(1.0 - similarity, 0.0, 2.0).mean())
-
-
-def _category_diversity(top: pl.DataFrame, features: pl.DataFrame) -> float:
-    categories = features.select(ITEM_ID, pl.col(CATEGORY).cast(pl.String)).drop_nulls()
-    size, same = pl.col(_N).sum(), (pl.col(_N) * (pl.col(_N) - 1)).sum()
-    lists = (
-        top.join(categories, on=ITEM_ID, how="inner")
-        .group_by(USER_ID, CATEGORY)
-        .agg(pl.len().cast(pl.Int64).alias(_N))
-        .group_by(USER_ID)
-        .agg((1.0 - same / (size * (size - 1))).alias("diversity"), size.alias("size"))
-        .filter(pl.col("size") >= 2)
-    )
-    return _as_float(lists.get_column("diversity").mean())
+        if vector_columns(features):
+            return cosine_diversity(top, features)
+        return category_diversity(top, features)
 
 
 @dataclass(frozen=True)
@@ -866,84 +790,3 @@ def parse_metric(name: str) -> Metric:
     if not (cut_off.isascii() and cut_off.isdigit()) or int(cut_off) < 1:
         raise ValueError(f"metric {name!r}: k must be an integer >= 1, got {cut_off!r}")
     return _REGISTRY[prefix](int(cut_off))
-
-
-# -- scored pairs -------------------------------------------------------------------------------
-def auc(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
-    """Area under the ROC curve: the chance a random positive outscores a random negative.
-
-    Ties count one half (the Mann-Whitney U statistic with average ranks).
-
-    Parameters
-    ----------
-    scores
-        One finite score per pair, higher meaning more likely positive.
-    labels
-        0/1 (or boolean) per pair; both classes must occur.
-
-    Raises
-    ------
-    ValueError
-        On different lengths, no pairs, non-finite scores, labels other than 0/1, or only
-        one class.
-
-    Examples
-    --------
-    Positives score 0.8 and 0.4, negatives 0.5 and 0.1: three of four pairs are ordered.
-
-    >>> auc([0.8, 0.4, 0.5, 0.1], [1, 1, 0, 0])
-    0.75
-    """
-    values, positive = _pairs(scores, labels, "scores")
-    n_positive = int(positive.sum())
-    n_negative = positive.size - n_positive
-    if n_positive == 0 or n_negative == 0:
-        only = "positive" if n_negative == 0 else "negative"
-        raise ValueError(f"auc needs both classes among the labels; all are {only}")
-    ranks = rankdata(values)
-    u_statistic = ranks[positive].sum() - n_positive * (n_positive + 1) / 2
-    return float(u_statistic / (n_positive * n_negative))
-
-
-def log_loss(probabilities: npt.ArrayLike, labels: npt.ArrayLike, eps: float = 1e-15) -> float:
-    """Mean negative log-likelihood (natural log) of the labels under the probabilities.
-
-    Probabilities are clipped to ``[eps, 1 - eps]`` so certainty that proves wrong costs
-    ``-log(eps)`` instead of infinity.
-
-    Raises
-    ------
-    ValueError
-        On different lengths, no pairs, probabilities outside [0, 1], labels other than 0/1,
-        or ``eps`` outside (0, 0.5).
-
-    Examples
-    --------
-    >>> round(log_loss([0.9, 0.2], [1, 0]), 4)  # -(log 0.9 + log 0.8) / 2
-    0.1643
-    """
-    if not 0 < eps < 0.5:
-        raise ValueError(f"log_loss: eps must lie in (0, 0.5), got {eps}")
-    values, positive = _pairs(probabilities, labels, "probabilities")
-    if ((values < 0) | (values > 1)).any():
-        raise ValueError("log_loss: probabilities must lie in [0, 1]")
-    clipped = np.clip(values, eps, 1 - eps)
-    return float(-np.where(positive, np.log(clipped), np.log1p(-clipped)).mean())
-
-
-def _pairs(
-    values: npt.ArrayLike, labels: npt.ArrayLike, what: str
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    numbers = np.asarray(values, dtype=np.float64)
-    classes = np.asarray(labels, dtype=np.float64)
-    if numbers.ndim != 1 or classes.ndim != 1:
-        raise ValueError(f"{what} and labels must be one-dimensional")
-    if numbers.size != classes.size:
-        raise ValueError(f"{what} has {numbers.size} values but labels has {classes.size}")
-    if numbers.size == 0:
-        raise ValueError(f"{what} and labels are empty")
-    if not np.isfinite(numbers).all():
-        raise ValueError(f"{what} must be finite numbers")
-    if not np.isin(classes, (0.0, 1.0)).all():
-        raise ValueError("labels must be 0 or 1")
-    return numbers, classes == 1.0
