@@ -109,3 +109,19 @@ def test_pieces_follow_records_and_line_numbers(tmp_path: Path) -> None:
     assert whole.rejects["line"].to_list() == [2 + 20 + 20 // 7]
     # a record whose quoted text spans two lines starts on its first line
     assert whole.frame.filter(pl.col("a") == "8")["_line"].item() == 2 + 7 + 1
+
+
+def test_blank_lines_before_the_header(tmp_path: Path) -> None:
+    path = write(tmp_path, b"\n\r\nid,name\n1,a\n2,b\n")
+    for chunk in (4, 64 * 1024):
+        table = pl.concat([t.frame for t in iter_delimited(path, chunk_bytes=chunk)])
+        assert table.rows() == [(4, "1", "a"), (5, "2", "b")]
+
+
+def test_a_ragged_first_row_is_rejected_not_fatal(tmp_path: Path) -> None:
+    path = write(tmp_path, b"id,name\n1,a,x\n2,b\n")
+    table = read_delimited(path)
+    assert table.frame.select("_line", "id").rows() == [(3, "2")]
+    assert table.rejects["line"].to_list() == [2]
+    pieces = list(iter_delimited(path, chunk_bytes=8))
+    assert [r for p in pieces for r in p.frame["_line"].to_list()] == [3]

@@ -234,3 +234,11 @@ def test_an_item_added_after_training_appears_in_content_similar_items(
     assert all(block_of_item(i) == 1 for i in own["similar_item_id"])
     history = pl.DataFrame({"user_id": ["fan"] * 3, "item_id": ["b1-i0", "b1-i1", "b1-i2"]})
     assert model.recommend(["fan"], k=3, history=history).height == 3
+
+
+def test_history_reaches_every_copy_of_a_repeated_user(fitted: Recommender[Any]) -> None:
+    history = pl.DataFrame({"user_id": ["new"] * 3, "item_id": ["b2-i0", "b2-i1", "b2-i2"]})
+    recs = fitted.recommend(["new", "other", "new"], k=3, history=history)
+    first = recs.filter(pl.col("user_id") == "new")
+    lists = [group["item_id"].to_list() for _, group in first.group_by("rank", maintain_order=True)]
+    assert all(len(set(items)) == 1 for items in lists)  # both copies get the same list

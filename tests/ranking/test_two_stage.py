@@ -156,3 +156,12 @@ def test_candidates_per_generator(model: Any) -> None:
     assert frame["itemknn_rank"].max() == 7
     assert frame["popular_rank"].max() == 3
     assert frame.height <= 12
+
+
+def test_request_history_reaches_a_known_user(model: Any) -> None:
+    user = model.user_ids_.external[0]
+    before = model.recommend([user], k=5)
+    extra = model.item_ids_.external[-20:].tolist()
+    history = pl.DataFrame({"user_id": [user] * len(extra), "item_id": extra})
+    after = model.recommend([user], k=5, history=history)
+    assert not before.select("item_id", "score").equals(after.select("item_id", "score"))

@@ -269,20 +269,21 @@ class Recommender(ABC, Generic[C]):
         else:
             matrix = sp.csr_matrix(np.zeros((len(users), len(self.item_ids_)), np.float32))
         if history is not None and history.height:
-            weight = history.get_column("weight") if "weight" in history.columns else None
-            position = {u: i for i, u in enumerate(user_ids)}
-            row_index = np.fromiter(
-                (position.get(u, -1) for u in history.get_column("user_id").to_list()),
-                dtype=np.int64,
-                count=history.height,
+            # Every row of a user gets their history, even when an id repeats in the batch.
+            rows = pl.DataFrame(
+                {"user_id": [str(u) for u in user_ids], "__row": np.arange(len(user_ids))},
+                schema={"user_id": pl.String, "__row": pl.Int64},
             )
-            item_index = self.item_ids_.to_index(history.get_column("item_id").to_list())
-            ok = (row_index >= 0) & (item_index >= 0)
-            values = (
-                np.ones(history.height, np.float32)
-                if weight is None
-                else weight.to_numpy().astype(np.float32)
-            )
+            weight = pl.col("weight") if "weight" in history.columns else pl.lit(1.0)
+            placed = history.select(
+                pl.col("user_id").cast(pl.String),
+                pl.col("item_id").cast(pl.String),
+                weight.cast(pl.Float32).alias("__weight"),
+            ).join(rows, on="user_id", how="inner")
+            row_index = placed.get_column("__row").to_numpy()
+            item_index = self.item_ids_.to_index(placed.get_column("item_id").to_list())
+            ok = item_index >= 0
+            values = placed.get_column("__weight").to_numpy()
             extra = sp.csr_matrix((values[ok], (row_index[ok], item_index[ok])), shape=matrix.shape)
             matrix = sp.csr_matrix(matrix + extra)
         return matrix, users

@@ -434,15 +434,20 @@ class TwoStageModel(Recommender[TwoStageConfig]):
             self.user_ids_.to_external([u])[0] if u >= 0 else f"\x00cold-{i}"
             for i, u in enumerate(users.tolist())
         ]
-        cold = [i for i, u in enumerate(users.tolist()) if u < 0 and rows[i].nnz]
+        # What the request adds to training (all of it for a new user) reaches the generators.
+        known = users >= 0
+        trained = sp.csr_matrix(
+            sp.diags(known.astype(np.float32)) @ self.user_items_[np.where(known, users, 0)]
+        )
+        added = sp.coo_matrix(rows - trained)
+        positive = added.data > 0
         history = None
-        if cold:
-            coo = sp.coo_matrix(rows[cold])
+        if positive.any():
             history = pl.DataFrame(
                 {
-                    USER_ID: [ids[cold[r]] for r in coo.row.tolist()],
-                    ITEM_ID: self.item_ids_.to_external(coo.col),
-                    "weight": coo.data.astype(np.float64),
+                    USER_ID: [ids[r] for r in added.row[positive].tolist()],
+                    ITEM_ID: self.item_ids_.to_external(added.col[positive]),
+                    "weight": added.data[positive].astype(np.float64),
                 }
             )
         candidates = candidate_frame(self.generators_, ids, self._candidate_counts(), history)

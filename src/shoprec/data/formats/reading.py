@@ -192,14 +192,15 @@ def iter_delimited(
         data, bad = _decode(path, piece, encoding)
         skip = 0
         if columns is None:
-            header_end = data.find(b"\n")
-            header = data[: header_end if header_end >= 0 else len(data)].decode("utf-8")
-            header = header.rstrip("\r")
-            if not header.strip():
+            # The header is the first non-blank line; blank lines before it are skipped.
+            lines = data.split(b"\n")
+            blanks = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
+            if blanks == len(lines):
                 continue
+            header = lines[blanks].decode("utf-8").rstrip("\r")
             columns = [c.strip() for c in next(csv.reader([header], delimiter=separator))]
             _check_required(path, columns, required)
-            skip = 1
+            skip = blanks + 1
         produced = True
         yield _parse_piece(path, data, bad, columns, first_line, skip, separator, quote_char)
     if not produced:  # an empty file: no header, no rows; the required columns, all empty
@@ -286,27 +287,36 @@ def _parse_piece(
         else np.zeros(starts.size, np.int64)
     )
     if (quotes % 2).any():  # a quoted field spans lines: only the csv module can follow it
-        return _read_delimited_exact(path, data, separator, columns, skip, offset, bad_lines)
+        return _read_delimited_exact(
+            path, data, separator, columns, skip, offset, bad_lines, quote_char
+        )
 
     fields = _count_per_line(buffer, separator, starts) + 1
     for index in np.flatnonzero(quotes > 0):  # separators inside quotes do not split fields
         text = data[starts[index] : ends[index]].decode("utf-8").rstrip("\r")
         fields[index] = len(next(csv.reader([text], delimiter=separator, quotechar=quote_char)))
 
-    frame = pl.read_csv(
-        data,
-        has_header=False,
-        new_columns=columns,
-        skip_rows=skip,
-        separator=separator,
-        quote_char=quote_char,
-        infer_schema=False,
-        truncate_ragged_lines=True,
-        schema=dict.fromkeys(columns, pl.String),
-    )
+    try:
+        frame = pl.read_csv(
+            data,
+            has_header=False,
+            new_columns=columns,
+            skip_rows=skip,
+            separator=separator,
+            quote_char=quote_char,
+            infer_schema=False,
+            truncate_ragged_lines=True,
+            schema=dict.fromkeys(columns, pl.String),
+        )
+    except pl.exceptions.PolarsError:  # e.g. a ragged first row: take the exact path
+        return _read_delimited_exact(
+            path, data, separator, columns, skip, offset, bad_lines, quote_char
+        )
     line_numbers = np.arange(offset + skip + 1, offset + starts.size + 1, dtype=np.int64)
     if frame.height != line_numbers.size:
-        return _read_delimited_exact(path, data, separator, columns, skip, offset, bad_lines)
+        return _read_delimited_exact(
+            path, data, separator, columns, skip, offset, bad_lines, quote_char
+        )
     frame = frame.with_columns(pl.Series(LINE, line_numbers)).select(LINE, *columns)
 
     data_fields = fields[skip:]
@@ -338,9 +348,13 @@ def _read_delimited_exact(
     skip: int,
     offset: int,
     bad_lines: list[int],
+    quote_char: str | None = '"',
 ) -> RawTable:
     """Parse record by record with :mod:`csv`, following quoted line breaks."""
-    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator)
+    quoting = {"quotechar": quote_char} if quote_char else {"quoting": csv.QUOTE_NONE}
+    reader = csv.reader(
+        io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator, **quoting
+    )
     values: list[list[str | None]] = [[] for _ in columns]
     numbers: list[int] = []
     wrong_lines: list[int] = []
