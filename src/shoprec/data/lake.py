@@ -236,7 +236,13 @@ class LakeWriter:
     ) -> int:
         if not frames:
             return existing.height
-        new = pl.concat(frames, how="vertical").unique(keys, keep="last", maintain_order=True)
+        # Within one write too, the latest non-null value of each column wins.
+        new = (
+            pl.concat(frames, how="vertical")
+            .group_by(keys, maintain_order=True)
+            .agg([pl.col(c).drop_nulls().last() for c in schema if c not in keys])
+            .select(list(schema))
+        )
         if existing.height:
             merged = existing.join(new, on=keys, how="full", coalesce=True, suffix="__new")
             merged = merged.select(

@@ -153,3 +153,10 @@ def test_table_cannot_be_guessed(tmp_path: Path, workspace: Path) -> None:
     path.write_text("a,b\n1,2\n")
     with pytest.raises(SourceError, match="cannot tell whether this file holds events"):
         ingest([path], "csv", workspace=workspace)
+
+
+def test_one_load_merges_repeated_items_field_by_field(tmp_path: Path, workspace: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,title,price\nA,Mug,4.5\nA,,5.0\n")
+    ingest([path], "csv", workspace=workspace)
+    assert Lake(workspace).items().select("item_id", "title", "price").rows() == [("A", "Mug", 5.0)]
