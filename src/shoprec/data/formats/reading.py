@@ -193,11 +193,16 @@ def iter_delimited(
         skip = 0
         if columns is None:
             # The header is the first non-blank line; blank lines before it are skipped.
-            lines = data.split(b"\n")
-            blanks = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
-            if blanks == len(lines):
+            start, blanks = 0, 0
+            end = data.find(b"\n")
+            while not data[start : end if end >= 0 else len(data)].strip():
+                if end < 0:
+                    break
+                start, blanks = end + 1, blanks + 1
+                end = data.find(b"\n", start)
+            header = data[start : end if end >= 0 else len(data)].decode("utf-8").rstrip("\r")
+            if not header.strip():
                 continue
-            header = lines[blanks].decode("utf-8").rstrip("\r")
             columns = [c.strip() for c in next(csv.reader([header], delimiter=separator))]
             _check_required(path, columns, required)
             skip = blanks + 1
