@@ -10,6 +10,7 @@ from shoprec.cli import app
 from shoprec.data.ingest import ingest
 from shoprec.data.lake import Lake
 from shoprec.data.synthetic import ShopSpec, generate_shop
+from shoprec.pipeline.build import load_model
 
 runner = CliRunner()
 
@@ -18,7 +19,7 @@ runner = CliRunner()
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("cli")
     made = generate_shop(ShopSpec(events=8_000, seed=2), folder / "source")
-    ingest([made.items_path], "csv", workspace=folder / "ws")
+    ingest([made.items_path, made.users_path], "csv", workspace=folder / "ws")
     ingest([made.events_path], "parquet", workspace=folder / "ws")
     return folder / "ws"
 
@@ -50,6 +51,9 @@ def test_evaluate_build_recommend(workspace: Path, tmp_path: Path) -> None:
     assert "ndcg" in result.output
     assert (tmp_path / "report" / "report.html").is_file()
     assert runner.invoke(app, ["build", "-w", str(workspace)]).exit_code == 0
+    served, name = load_model(workspace)
+    assert name == "two_stage"
+    assert "distance_km" in served.feature_names_  # the user table reached the build
     users = tmp_path / "users.txt"
     known = Lake(workspace).events()["user_id"].unique().sort().head(2).to_list()
     users.write_text("user_id\n" + "\n".join(known) + "\nsomeone-new\n")

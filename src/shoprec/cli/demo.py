@@ -78,7 +78,9 @@ def demo(
     console.rule("5/5 build and publish the models")
     lake = Lake(settings.workspace)
     with progress_bar("building"):
-        built = run(partial(build_run, lake.events(), settings, items=lake.items()))
+        built = run(
+            partial(build_run, lake.events(), settings, items=lake.items(), users=lake.users())
+        )
     console.print(
         f"published run {built.run_id} (default model: {built.default_model}); "
         "try: shoprec recommend --users FILE --output recs.csv",

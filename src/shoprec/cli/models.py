@@ -50,15 +50,6 @@ def _check_k(k: int) -> None:
         raise ShoprecError(f"--k must be a positive number of items, not {k}")
 
 
-def _lake_data(settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    lake = Lake(settings.workspace)
-    events = lake.events()
-    if events.height == 0:
-        raise DataError(f"{lake.root}: the lake holds no events; run 'shoprec ingest' first")
-    items = lake.items()
-    return events, items if items.height else None
-
-
 def _chosen_models(settings: Settings, names: list[str] | None) -> dict[str, ModelConfig]:
     from shoprec.models import parse_model_config
 
@@ -99,32 +90,11 @@ def print_results(result: EvaluationResult) -> None:
 def evaluate_workspace(
     settings: Settings, models: dict[str, ModelConfig], *, k: int, tune_first: bool
 ) -> EvaluationResult:
-    """Split the lake as configured, optionally tune, and evaluate ``models``."""
-    from shoprec.evaluation.runner import evaluate_models
-    from shoprec.evaluation.splitters import make_split, parse_split_config
-    from shoprec.evaluation.tuning import TuningConfig, tune
+    """:func:`shoprec.pipeline.evaluate.evaluate_lake` with a progress line."""
+    from shoprec.pipeline.evaluate import evaluate_lake
 
-    events, items = _lake_data(settings)
-    split = make_split(parse_split_config(settings.evaluation.split), events)
-    if tune_first:
-        tuning = TuningConfig.model_validate(settings.evaluation.tuning)
-        for name, config in list(models.items()):
-            with progress_bar(f"tuning {name}"):
-                models[name] = tune(
-                    config, split.train, tuning, items=items, weights=settings.event_weights
-                ).best
     with progress_bar("evaluating") as bar:
-        return evaluate_models(
-            models,
-            split,
-            items=items,
-            weights=settings.event_weights,
-            k=k,
-            curve_ks=settings.evaluation.curve_ks,
-            metrics=settings.evaluation.metrics,
-            exclude_seen=settings.evaluation.exclude_seen,
-            on_model=lambda name: bar.say(f"evaluating {name}"),
-        )
+        return evaluate_lake(settings, models, k=k, tune_first=tune_first, on_step=bar.say)
 
 
 @app.command()
@@ -174,9 +144,11 @@ def tune_command(
     def body() -> None:
         from shoprec.evaluation.splitters import make_split, parse_split_config
         from shoprec.evaluation.tuning import TuningConfig, tune
+        from shoprec.pipeline.evaluate import lake_data
 
         base = _chosen_models(settings, [model])[model]
-        events, items = _lake_data(settings)
+        data = lake_data(settings)
+        events, items = data.events, data.items
         split = make_split(parse_split_config(settings.evaluation.split), events)
         tuning = TuningConfig.model_validate(settings.evaluation.tuning)
         table = Table(title=f"tuning {model} on {tuning.folds} fold(s), {tuning.metric}")
@@ -219,6 +191,7 @@ def build(
     def body() -> None:
         from shoprec.data.ingest import read_events
         from shoprec.pipeline.build import build as build_run
+        from shoprec.pipeline.evaluate import lake_data
 
         if train is not None:
             fmt = "parquet" if train.suffix.lower() in (".parquet", ".pq") else "csv"
@@ -233,15 +206,17 @@ def build(
                 )
             lake = Lake(settings.workspace)
             items = lake.items() if lake.items_path.exists() else None
+            users = lake.users() if lake.users_path.exists() else None
             source = str(train)
         else:
-            events, items = _lake_data(settings)
-            source = "lake"
+            data = lake_data(settings)
+            events, items, users, source = data.events, data.items, data.users, "lake"
         with progress_bar("building") as bar:
             result = build_run(
                 events,
                 settings,
                 items=items,
+                users=users,
                 source=source,
                 on_model=lambda name: bar.say(f"fitting {name}"),
             )

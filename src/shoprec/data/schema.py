@@ -320,8 +320,3 @@ class EventIdAssigner:
 def add_event_ids(events: pl.DataFrame) -> pl.DataFrame:
     """Fill missing event ids of one complete load (see :class:`EventIdAssigner`)."""
     return EventIdAssigner()(events)
-
-
-def private_columns(frame: pl.DataFrame) -> list[str]:
-    """Columns used while loading (``_line``, ``_file``) that never reach the lake."""
-    return [c for c in frame.columns if c.startswith("_")]

@@ -56,6 +56,7 @@ def build(
     settings: Settings,
     *,
     items: pl.DataFrame | None = None,
+    users: pl.DataFrame | None = None,
     source: str = "lake",
     publish_run: bool = True,
     on_model: Callable[[str], None] | None = None,
@@ -63,7 +64,7 @@ def build(
     """Fit every configured model on ``events`` and write the run (published by default)."""
     if events.height == 0:
         raise DataError("cannot build: the training events are empty")
-    dataset = Dataset.from_events(events, items=items, weights=settings.event_weights)
+    dataset = Dataset.from_events(events, items=items, users=users, weights=settings.event_weights)
     if dataset.interactions.height == 0:
         raise DataError(
             "cannot build: no event has a user, an item and an event type with a weight "
