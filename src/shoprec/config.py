@@ -7,15 +7,27 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from shoprec.exceptions import ConfigError, describe_validation_error
 
-__all__ = ["ColumnMapping", "EventWeights", "IngestConfig", "Settings", "load_settings"]
+__all__ = [
+    "ColumnMapping",
+    "EventWeights",
+    "IngestConfig",
+    "ServingSettings",
+    "Settings",
+    "load_settings",
+]
 
 
 class _Strict(BaseModel):
@@ -95,6 +107,23 @@ class EvaluationSettings(_Strict):
     tuning: dict[str, Any] = Field(default_factory=dict, description="see TuningConfig")
 
 
+class ServingSettings(_Strict):
+    """What ``shoprec serve`` does."""
+
+    host: str = Field(default="127.0.0.1", description="address to bind (loopback by default)")
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    reload_seconds: float = Field(
+        default=1.0, ge=0, description="how often to look for a newly published run (0: never)"
+    )
+    recent_events: int = Field(
+        default=50, ge=1, le=10_000, description="live events remembered per user"
+    )
+    demo_login: bool = Field(
+        default=True, description="the storefront's password-less sign-in (a demo, not auth)"
+    )
+
+
 class Settings(BaseSettings):
     """Everything shoprec can be told, with the embedded defaults."""
 
@@ -111,6 +140,19 @@ class Settings(BaseSettings):
     )
     default_model: str = Field(default="two_stage", description="the model 'recommend' serves")
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="keys accepted in X-API-Key for writes and admin routes "
+        "(env SHOPREC_API_KEYS, comma-separated)",
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -79,7 +79,14 @@ def demo(
     lake = Lake(settings.workspace)
     with progress_bar("building"):
         built = run(
-            partial(build_run, lake.events(), settings, items=lake.items(), users=lake.users())
+            partial(
+                build_run,
+                lake.events(),
+                settings,
+                items=lake.items(),
+                users=lake.users(),
+                evaluation=result,
+            )
         )
     console.print(
         f"published run {built.run_id} (default model: {built.default_model}); "

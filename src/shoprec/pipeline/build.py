@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -25,7 +25,10 @@ from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID
 from shoprec.exceptions import DataError, LakeError
 from shoprec.models import Recommender, model_from_config
 
-__all__ = ["BuildResult", "build", "current_run", "load_model", "publish"]
+if TYPE_CHECKING:
+    from shoprec.evaluation.runner import EvaluationResult
+
+__all__ = ["BuildResult", "build", "current_run", "list_runs", "load_model", "publish"]
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,13 @@ def build(
     source: str = "lake",
     publish_run: bool = True,
     on_model: Callable[[str], None] | None = None,
+    evaluation: EvaluationResult | None = None,
 ) -> BuildResult:
-    """Fit every configured model on ``events`` and write the run (published by default)."""
+    """Fit every configured model on ``events`` and write the run (published by default).
+
+    ``evaluation`` (of the same models, on a split of the same data) goes into the manifest's
+    ``metrics`` and the run's ``report/`` folder, so the registry shows how good a run is.
+    """
     if events.height == 0:
         raise DataError("cannot build: the training events are empty")
     dataset = Dataset.from_events(events, items=items, users=users, weights=settings.event_weights)
@@ -102,6 +110,19 @@ def build(
         "default_model": settings.default_model,
         "metrics": {},
     }
+    if evaluation is not None:
+        from shoprec.evaluation.report import write_report
+
+        manifest["metrics"] = {
+            f"{r.name}{'' if r.exclude_seen else ' (seen kept)'}": r.metrics
+            for r in evaluation.runs
+        }
+        manifest["evaluation"] = {
+            "split": evaluation.split,
+            "k": evaluation.k,
+            "test_users": evaluation.n_test_users,
+        }
+        write_report(evaluation, run_dir / "report", title=f"shoprec run {run_id}")
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     if publish_run:
         publish(settings.workspace, run_id)
@@ -116,6 +137,33 @@ def publish(workspace: Path, run_id: str) -> None:
     temporary = models_dir / f".CURRENT.{os.getpid()}"
     temporary.write_text(run_id + "\n")
     os.replace(temporary, models_dir / "CURRENT")
+
+
+def list_runs(workspace: Path) -> list[dict[str, Any]]:
+    """Every run of the workspace, newest first: id, time, models, data size and metrics."""
+    models_dir = workspace / "models"
+    pointer = models_dir / "CURRENT"
+    current = pointer.read_text().strip() if pointer.is_file() else None
+    runs = []
+    for path in models_dir.glob("*/manifest.json"):
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a run being written, or a broken one: not listed
+        runs.append(
+            {
+                "run_id": manifest.get("run_id", path.parent.name),
+                "created_at": manifest.get("created_at"),
+                "current": path.parent.name == current,
+                "default_model": manifest.get("default_model"),
+                "models": sorted(manifest.get("models", {})),
+                "events": manifest.get("data", {}).get("events"),
+                "users": manifest.get("n_users"),
+                "items": manifest.get("n_items"),
+                "metrics": manifest.get("metrics", {}),
+            }
+        )
+    return sorted(runs, key=lambda run: str(run["created_at"]), reverse=True)
 
 
 def current_run(workspace: Path) -> tuple[str, dict[str, Any]]:

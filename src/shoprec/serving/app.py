@@ -1,0 +1,539 @@
+"""The HTTP API (DESIGN §5 and §8): thin FastAPI routes over the served :class:`Engine`.
+
+Every route takes the engine once (:class:`Registry` swaps it when a run is published), every
+input is bounded, and every bad request gets a 4xx JSON body ``{"error": …}`` naming the field
+or id at fault. Writes and admin routes need an ``X-API-Key`` from the settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shoprec.config import Settings
+from shoprec.exceptions import ShoprecError
+from shoprec.pipeline.build import list_runs, publish
+from shoprec.serving.catalogue import SearchQuery
+from shoprec.serving.engine import Engine, RecommendationList, SimilarMethod
+from shoprec.serving.live import EventLog, RecentActivity
+from shoprec.serving.registry import NotReadyError, Registry
+from shoprec.serving.schemas import (
+    MAX_BATCH_EVENTS,
+    MAX_ID_LENGTH,
+    MAX_K,
+    ErrorBody,
+    EventIn,
+    EventsAccepted,
+    ItemDetail,
+    RecommendationResponse,
+    ScoreRequest,
+    ScoreResponse,
+    ScoreResult,
+)
+
+__all__ = ["Service", "create_app"]
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+score_log = logging.getLogger("shoprec.score")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 503)
+}
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def _engine(request: Request) -> Engine:
+    return _service(request).engine
+
+
+def require_key(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    """Writes and admin routes: a valid ``X-API-Key`` (401 without one, 403 if wrong)."""
+    service = _service(request)
+    if not service.settings.api_keys:
+        raise HTTPException(403, "this server has no API keys configured (set SHOPREC_API_KEYS)")
+    if x_api_key is None:
+        raise HTTPException(401, "this route needs an API key in the X-API-Key header")
+    if not service.key_valid(x_api_key):
+        raise HTTPException(403, "the X-API-Key is not valid")
+
+
+Served = Annotated[Engine, Depends(_engine)]
+K = Annotated[int, Query(ge=1, le=MAX_K, description="how many items")]
+IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
+
+
+def _describe(errors: list[Any]) -> str:
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+class Service:
+    """What the routes share: settings, the registry and the live event state."""
+
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.workspace = settings.workspace
+        self.registry = registry or Registry(
+            settings.workspace, poll_seconds=settings.serving.reload_seconds
+        )
+        self.activity = RecentActivity(per_user=settings.serving.recent_events)
+        self.log = EventLog(settings.workspace / "stream")
+        self.metrics = CollectorRegistry()
+        self.requests = Counter(
+            "shoprec_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.metrics,
+        )
+        self.latency = Histogram(
+            "shoprec_request_seconds",
+            "Request latency by route",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.metrics,
+        )
+        self.events_accepted = Counter(
+            "shoprec_events_accepted", "Events accepted by POST /events", registry=self.metrics
+        )
+
+    @property
+    def engine(self) -> Engine:
+        return self.registry.engine
+
+    def key_valid(self, key: str | None) -> bool:
+        return key is not None and any(
+            secrets.compare_digest(key, known) for known in self.settings.api_keys
+        )
+
+    def accept(self, events: list[EventIn]) -> list[str]:
+        """Check, log and apply events; returns their ids (raises HTTP 422 on a bad one)."""
+        received = datetime.now(UTC)
+        rows = []
+        for position, event in enumerate(events):
+            if event.needs_item() and event.item_id is None:
+                raise HTTPException(
+                    422, f"events[{position}].item_id: a {event.event_type} event needs an item_id"
+                )
+            rows.append(event.canonical(received))
+        self.log.append(rows)
+        self.activity.add(rows)
+        self.events_accepted.inc(len(rows))
+        return [row["event_id"] for row in rows]
+
+    def recommendations(
+        self,
+        engine: Engine,
+        user_id: str,
+        k: int,
+        **options: Any,
+    ) -> RecommendationList:
+        return engine.recommend(user_id, k, history=self.activity.history(user_id), **options)
+
+
+def list_response(
+    engine: Engine,
+    answer: RecommendationList,
+    *,
+    user_id: str | None = None,
+    item_id: str | None = None,
+) -> RecommendationResponse:
+    catalogue = engine.catalogue
+    return RecommendationResponse.model_validate(
+        {
+            "recommendation_id": uuid.uuid4().hex,
+            "run_id": engine.run_id,
+            "variant": engine.model_name,
+            "user_id": user_id,
+            "item_id": item_id,
+            "found": answer.found,
+            "cold_start": answer.cold_start,
+            "method": answer.method,
+            "items": [
+                {
+                    "item_id": r.item_id,
+                    "score": r.score,
+                    "reason": r.reason,
+                    **catalogue.summary(r.item_id),
+                }
+                for r in answer.items
+            ],
+        }
+    )
+
+
+def create_app(settings: Settings, *, service: Service | None = None, web: bool = True) -> FastAPI:
+    """The API app for ``settings`` (and the storefront pages unless ``web`` is false)."""
+    service = service or Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.registry.start()
+        yield
+        service.registry.stop()
+
+    app = FastAPI(
+        title="shoprec",
+        summary="Recommendations, similar items, pairwise scores and events for a shop.",
+        version="0.1.0",
+        lifespan=lifespan,
+        responses=_ERRORS,
+    )
+    app.state.service = service
+
+    # -- errors: always a JSON body that says what was wrong ----------------------------------
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        return JSONResponse({"error": _describe(errors), "detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(NotReadyError)
+    async def not_ready(_: Request, exc: NotReadyError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=503)
+
+    @app.exception_handler(ShoprecError)
+    async def bad_request(_: Request, exc: ShoprecError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse(
+                {"error": f"request body is larger than {MAX_BODY_BYTES} bytes"}, status_code=413
+            )
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        service.latency.labels(route).observe(time.perf_counter() - started)
+        service.requests.labels(request.method, route, str(response.status_code)).inc()
+        return response
+
+    # -- health ---------------------------------------------------------------------------------
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"])
+    def ready() -> JSONResponse:
+        if not service.registry.ready:
+            reason = service.registry.last_error or "no published run yet"
+            return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+        current = service.engine
+        return JSONResponse({"ready": True, "run_id": current.run_id, "model": current.model_name})
+
+    @app.get("/metrics", tags=["operations"])
+    def metrics() -> Response:
+        return Response(generate_latest(service.metrics), media_type=CONTENT_TYPE_LATEST)
+
+    # -- recommendations ------------------------------------------------------------------------
+    @app.get("/users/{user_id}/recommendations", tags=["recommendations"])
+    def user_recommendations(
+        served: Served,
+        user_id: IdPath,
+        k: K = 10,
+        category: Annotated[str | None, Query(max_length=200)] = None,
+        exclude_seen: Annotated[
+            bool | None, Query(description="default: the model decides (auto)")
+        ] = None,
+        min_price: Annotated[float | None, Query(ge=0)] = None,
+        max_price: Annotated[float | None, Query(ge=0)] = None,
+        country: Annotated[str | None, Query(max_length=64)] = None,
+        platform: Annotated[str | None, Query(max_length=64)] = None,
+        device: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> RecommendationResponse:
+        """Personalised items; an unknown user gets cold-start items from their context."""
+        _check_id("user_id", user_id)
+        if min_price is not None and max_price is not None and min_price > max_price:
+            raise HTTPException(422, f"min_price {min_price} is above max_price {max_price}")
+        context = {
+            key: value
+            for key, value in (
+                ("country", country),
+                ("platform", platform),
+                ("device", device),
+                ("category", category),
+            )
+            if value
+        }
+        answer = service.recommendations(
+            served,
+            user_id,
+            k,
+            exclude_seen=exclude_seen,
+            category=category,
+            min_price=min_price,
+            max_price=max_price,
+            context=context or None,
+        )
+        return list_response(served, answer, user_id=user_id)
+
+    @app.get("/items/{item_id}/similar", tags=["recommendations"])
+    def similar_items(
+        served: Served,
+        item_id: IdPath,
+        k: K = 10,
+        method: SimilarMethod = "auto",
+    ) -> RecommendationResponse:
+        """Items like this one; an unknown item answers with ``found: false`` and no items."""
+        _check_id("item_id", item_id)
+        return list_response(served, served.similar(item_id, k, method), item_id=item_id)
+
+    # -- pairwise scoring -----------------------------------------------------------------------
+    @app.post("/score", tags=["scoring"])
+    def score(served: Served, request: ScoreRequest) -> ScoreResponse:
+        """Scores between two lists of entities, by their embeddings, in one computation."""
+        return score_batch(served, request)
+
+    # -- events ---------------------------------------------------------------------------------
+    @app.post(
+        "/events",
+        status_code=202,
+        tags=["events"],
+        dependencies=[Depends(require_key)],
+    )
+    def post_events(
+        events: Annotated[
+            EventIn | list[EventIn],
+            Body(description=f"one event, or a list of at most {MAX_BATCH_EVENTS}"),
+        ],
+    ) -> EventsAccepted:
+        batch = events if isinstance(events, list) else [events]
+        if not batch:
+            raise HTTPException(422, "body: the list of events is empty")
+        if len(batch) > MAX_BATCH_EVENTS:
+            raise HTTPException(
+                413, f"body: {len(batch)} events in one request; at most {MAX_BATCH_EVENTS}"
+            )
+        ids = service.accept(batch)
+        return EventsAccepted(accepted=len(ids), event_ids=ids)
+
+    # -- catalogue and users --------------------------------------------------------------------
+    @app.get("/items", tags=["catalogue"])
+    def items(
+        served: Served,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_K)] = 50,
+        category: Annotated[str | None, Query(max_length=200)] = None,
+        entity_type: Annotated[str | None, Query(max_length=40)] = None,
+    ) -> dict[str, Any]:
+        total, ids = served.catalogue.search(
+            SearchQuery(category=category, entity_type=entity_type), limit, offset
+        )
+        return {"total": total, "offset": offset, "items": [_card(served, i) for i in ids]}
+
+    @app.get("/items/{item_id}", tags=["catalogue"])
+    def item(served: Served, item_id: IdPath) -> ItemDetail:
+        _check_id("item_id", item_id)
+        detail = served.catalogue.detail(item_id)
+        if detail is None:
+            raise HTTPException(404, f"item {item_id!r} is not in the catalogue")
+        return ItemDetail.model_validate(detail)
+
+    @app.get("/search", tags=["catalogue"])
+    def search(
+        served: Served,
+        q: Annotated[str, Query(max_length=200, description="words of the title")] = "",
+        category: Annotated[str | None, Query(max_length=200)] = None,
+        entity_type: Annotated[str | None, Query(max_length=40)] = None,
+        min_price: Annotated[float | None, Query(ge=0)] = None,
+        max_price: Annotated[float | None, Query(ge=0)] = None,
+        brand: Annotated[str | None, Query(max_length=100)] = None,
+        fuel: Annotated[str | None, Query(max_length=40)] = None,
+        year_min: Annotated[int | None, Query(ge=1800, le=2200)] = None,
+        year_max: Annotated[int | None, Query(ge=1800, le=2200)] = None,
+        attr: Annotated[
+            list[str] | None,
+            Query(max_length=20, description="more attribute filters, each key=value"),
+        ] = None,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_K)] = 20,
+    ) -> dict[str, Any]:
+        """Items whose title, category or attributes contain every word of ``q``."""
+        attributes: dict[str, str] = {}
+        for position, pair in enumerate(attr or []):
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise HTTPException(422, f"query.attr[{position}]: {pair!r} is not key=value")
+            attributes[key.strip()] = value.strip()
+        if brand:
+            attributes["brand"] = brand
+        if fuel:
+            attributes["fuel"] = fuel
+        query = SearchQuery(
+            text=q,
+            category=category,
+            entity_type=entity_type,
+            min_price=min_price,
+            max_price=max_price,
+            year_min=year_min,
+            year_max=year_max,
+            attributes=attributes,
+        )
+        total, ids = served.catalogue.search(query, limit, offset)
+        return {
+            "query": q,
+            "total": total,
+            "offset": offset,
+            "items": [_card(served, i) for i in ids],
+        }
+
+    @app.get("/users/{user_id}", tags=["users"])
+    def user(
+        served: Served,
+        request: Request,
+        user_id: IdPath,
+        x_api_key: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """A user's profile and live activity; the e-mail only for the user themself (signed
+        in to the storefront) or an API key holder."""
+        _check_id("user_id", user_id)
+        private = service.key_valid(x_api_key) or request.cookies.get("shoprec_user") == user_id
+        profile = served.users.profile(user_id, private=private)
+        recent = service.activity.history(user_id)
+        known = bool((served.model.user_ids_.to_index([user_id]) >= 0).any())
+        if profile is None and not recent and not known:
+            raise HTTPException(404, f"user {user_id!r} is unknown")
+        return {
+            **(profile or {"user_id": user_id}),
+            "in_model": known,
+            "recent": [{"item_id": i, "event_type": t} for i, t in recent],
+        }
+
+    # -- registry (admin) -----------------------------------------------------------------------
+    @app.get("/runs", tags=["registry"])
+    def runs() -> dict[str, Any]:
+        current = service.registry.engine.run_id if service.registry.ready else None
+        return {"current": current, "runs": list_runs(service.workspace)}
+
+    @app.post("/admin/reload", tags=["registry"], dependencies=[Depends(require_key)])
+    def reload() -> dict[str, Any]:
+        swapped = service.registry.refresh()
+        if not service.registry.ready:
+            raise NotReadyError(service.registry.last_error or "no published run")
+        return {"reloaded": swapped, "run_id": service.engine.run_id}
+
+    @app.post("/admin/publish/{run_id}", tags=["registry"], dependencies=[Depends(require_key)])
+    def publish_run(run_id: IdPath) -> dict[str, Any]:
+        if "/" in run_id or run_id.startswith("."):
+            raise HTTPException(422, f"path.run_id: {run_id!r} is not a run id")
+        try:
+            publish(service.workspace, run_id)
+        except ShoprecError as exc:
+            raise HTTPException(404, str(exc)) from None
+        service.registry.refresh()
+        if service.registry.last_error:
+            raise HTTPException(409, service.registry.last_error)
+        return {"published": run_id, "run_id": service.engine.run_id}
+
+    if web:
+        from shoprec.serving.web import add_storefront
+
+        add_storefront(app, service)
+    return app
+
+
+def _check_id(field: str, value: str) -> None:
+    if len(value) > MAX_ID_LENGTH or not value.strip():
+        raise HTTPException(
+            422, f"path.{field}: must be 1 to {MAX_ID_LENGTH} characters, not {len(value)}"
+        )
+
+
+def _card(engine: Engine, item_id: str) -> dict[str, Any]:
+    return {"item_id": item_id, **engine.catalogue.summary(item_id)}
+
+
+def score_batch(engine: Engine, request: ScoreRequest) -> ScoreResponse:
+    """``POST /score`` (and ``shoprec score``): one matrix for the whole batch; every request
+    and its results logged as one JSON line with a request id."""
+    left_type, right_type = request.type.split("-", 1)
+    left = [str(i) for i in request.item]
+    right = [str(i) for i in request.items2]
+    started = time.perf_counter()
+    pairs = engine.pair_scores(request.algo, left_type, right_type, left, right)
+    created = datetime.now(UTC).isoformat()
+    matched = [request.items2[i] for i in pairs.right]
+    results: list[ScoreResult] = []
+    scored = dict(zip(pairs.left, pairs.scores.tolist(), strict=True))
+    for position, entity in enumerate(request.item):
+        row = scored.get(position)
+        results.append(
+            ScoreResult(
+                entity=entity,
+                entity_type=left_type,
+                status="ok" if row is not None else pairs.left_status[position],
+                scores=[round(s, 6) for s in row] if row is not None else [],
+                match_entity_type=right_type,
+                matched_entities=matched if row is not None else [],
+                created_at=created,
+            )
+        )
+    unmatched = [
+        {"entity": request.items2[i], "status": status} for i, status in pairs.right_status.items()
+    ]
+    request_id = uuid.uuid4().hex
+    response = ScoreResponse(
+        status="success" if not unmatched and not pairs.left_status else "partial",
+        type=request.type,
+        algo=request.algo,
+        request_id=request_id,
+        results=results,
+        unmatched=unmatched,
+    )
+    if score_log.isEnabledFor(logging.INFO):
+        score_log.info(
+            json.dumps(
+                {
+                    "event": "score",
+                    "request_id": request_id,
+                    "run_id": engine.run_id,
+                    "type": request.type,
+                    "algo": request.algo,
+                    "items": len(left),
+                    "items2": len(right),
+                    "ms": round((time.perf_counter() - started) * 1000, 3),
+                    "results": [
+                        {"entity": r.entity, "status": r.status, "scores": r.scores}
+                        for r in results
+                    ],
+                    "matched_entities": matched,
+                    "unmatched": unmatched,
+                },
+                default=str,
+            )
+        )
+    return response

@@ -1,0 +1,478 @@
+"""The recommender behind the API: one published run, loaded once, answering in milliseconds.
+
+An :class:`Engine` holds a run's default model, the catalogue and users of the lake, and the
+item embeddings, and answers the API's questions without touching disk. Routes stay thin; this
+is the plain-Python object of DESIGN §5 (candidates → features → rank → rules).
+
+For a two-stage model one request is served from arrays: each generator scores the whole
+catalogue for the user (training history plus the request's live history), its top items become
+candidates, :class:`~shoprec.ranking.scorer.CandidateScorer` ranks them and applies the rules,
+and the generator that proposed an item best explains it. Other models answer through their own
+``recommend``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from shoprec.data.lake import Lake
+from shoprec.exceptions import ShoprecError
+from shoprec.models import Recommender
+from shoprec.models.base import top_k
+from shoprec.models.content import ContentConfig, ContentModel, ItemVectoriser
+from shoprec.ranking.scorer import CandidateScorer
+from shoprec.ranking.two_stage import TwoStageModel
+from shoprec.serving.catalogue import Catalogue, UserDirectory
+
+__all__ = [
+    "Engine",
+    "PairScores",
+    "Recommendation",
+    "RecommendationList",
+    "SimilarMethod",
+]
+
+SimilarMethod = Literal["auto", "copurchase", "content", "collaborative"]
+_COLLABORATIVE_KINDS = ("als", "itemknn", "ease", "bpr")
+_SIMILAR_REASONS = {
+    "copurchase": "bought together with {title}",
+    "content": "similar to {title}",
+    "collaborative": "shoppers who chose {title} also chose this",
+}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    score: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecommendationList:
+    items: list[Recommendation]
+    found: bool  # the user (or item) is known to the model or has live history
+    cold_start: bool
+    method: str | None = None  # for similar items: the method that answered
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """Scores of every known left entity against every known right entity."""
+
+    left: list[int]  # positions in the request's left list that were scored
+    right: list[int]  # positions in the request's right list that were scored
+    scores: np.ndarray  # len(left) × len(right)
+    left_status: dict[int, str]  # position -> why it was not scored
+    right_status: dict[int, str]
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.asarray(np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0))
+
+
+class Engine:
+    """A published run, ready to answer requests.
+
+    Parameters
+    ----------
+    workspace
+        The workspace whose lake holds the catalogue and users.
+    run_id, manifest
+        The run to serve (``manifest.json`` of ``models/<run_id>/``).
+    """
+
+    def __init__(self, workspace: Path, run_id: str, manifest: dict[str, Any]) -> None:
+        self.workspace = workspace
+        self.run_id = run_id
+        self.manifest = manifest
+        self.run_dir = workspace / "models" / run_id
+        self.model_name: str = manifest["default_model"]
+        self.model = self._load(self.model_name)
+        self.weights: dict[str, float] = dict(
+            manifest.get("event_weights", {}).get("weights", {"view": 1.0})
+        )
+        lake = Lake(workspace)
+        items = lake.items()
+        if items.height == 0:  # a shop without a catalogue file: the ids the model knows
+            items = pl.DataFrame(
+                {"item_id": self.model.item_ids_.external.tolist(), "title": self.model.titles_}
+            )
+        self.catalogue = Catalogue(items)
+        self.users = UserDirectory(lake.users())
+        # Model item index -> catalogue row (-1: not in the catalogue).
+        self._model_rows = self.catalogue.rows(self.model.item_ids_.external.tolist())
+        self.scorer = CandidateScorer(self.model) if isinstance(self.model, TwoStageModel) else None
+        self._sources = self._similar_sources()
+        self.embeddings = self._embeddings()
+        self._unit_embeddings = _unit(self.embeddings)
+
+    # -- loading ---------------------------------------------------------------------------------
+    def _load(self, name: str) -> Recommender[Any]:
+        entry = self.manifest["models"].get(name)
+        if entry is None:
+            known = ", ".join(self.manifest["models"])
+            raise ShoprecError(f"run {self.run_id} has no model {name!r}; it has {known}")
+        return Recommender.load(self.run_dir / entry["file"])
+
+    def _models_of_kind(self, kinds: Sequence[str]) -> Recommender[Any] | None:
+        """A fitted model of one of ``kinds``: the default model's own generator if it has one,
+        else a model of the run."""
+        if isinstance(self.model, TwoStageModel):
+            for kind in kinds:
+                for generator in self.model.generators_.values():
+                    if generator.config.kind == kind:
+                        return generator
+        for kind in kinds:
+            if self.model.config.kind == kind:
+                return self.model
+            for name, entry in self.manifest["models"].items():
+                if entry["kind"] == kind:
+                    return self._load(name)
+        return None
+
+    def _similar_sources(self) -> dict[str, Recommender[Any]]:
+        sources: dict[str, Recommender[Any]] = {}
+        for method, kinds in (
+            ("copurchase", ("copurchase",)),
+            ("collaborative", _COLLABORATIVE_KINDS),
+            ("content", ("content",)),
+        ):
+            model = self._models_of_kind(kinds)
+            if model is not None and model.supports_similar_items:
+                sources[method] = model
+        return sources
+
+    def _embeddings(self) -> np.ndarray:
+        """One vector per catalogue item: the content model's, and for items it never saw (or
+        a run without a content model) the same vectoriser applied to the catalogue."""
+        content = self._sources.get("content")
+        if isinstance(content, ContentModel):
+            vectoriser = content.vectoriser_
+            known = content.item_ids_.to_index(self.catalogue.ids)
+            vectors = np.zeros((len(self.catalogue), content.vectors_.shape[1]), np.float32)
+            vectors[known >= 0] = content.vectors_[known[known >= 0]]
+            missing = np.flatnonzero(known < 0)
+            if missing.size:
+                vectors[missing] = vectoriser.transform(self.catalogue.frame[missing])
+            return vectors
+        vectoriser = ItemVectoriser(ContentConfig()).fit(self.catalogue.frame)
+        return np.asarray(vectoriser.transform(self.catalogue.frame), np.float32)
+
+    # -- user recommendations --------------------------------------------------------------------
+    def _row(
+        self, model: Recommender[Any], user: int, history: Sequence[tuple[str, str]]
+    ) -> sp.csr_matrix:
+        """The user's interaction row: training history plus live ``(item_id, event_type)``."""
+        n_items = len(model.item_ids_)
+        row = (
+            sp.csr_matrix(model.user_items_[user])
+            if user >= 0
+            else sp.csr_matrix(np.zeros((1, n_items), np.float32))
+        )
+        if history:
+            index = model.item_ids_.to_index([item for item, _ in history])
+            weight = np.array([self.weights.get(kind, 0.0) for _, kind in history], np.float32)
+            ok = (index >= 0) & (weight > 0)
+            if ok.any():
+                extra = sp.csr_matrix(
+                    (weight[ok], (np.zeros(int(ok.sum()), np.int64), index[ok])),
+                    shape=(1, n_items),
+                )
+                row = sp.csr_matrix(row + extra)
+        return row
+
+    def _allowed(
+        self, category: str | None, min_price: float | None, max_price: float | None
+    ) -> np.ndarray:
+        """Model items a list may hold: available, in the catalogue, passing the filters."""
+        rows = self._model_rows
+        in_catalogue = rows >= 0
+        safe = np.where(in_catalogue, rows, 0)
+        allowed = in_catalogue & self.catalogue.available[safe]
+        mask = self.catalogue.mask(category=category, min_price=min_price, max_price=max_price)
+        if mask is not None:
+            allowed &= mask[safe]
+        return np.asarray(allowed)
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        *,
+        history: Sequence[tuple[str, str]] = (),
+        exclude_seen: bool | None = None,
+        category: str | None = None,
+        min_price: float | None = None,
+        max_price: float | None = None,
+        context: Mapping[str, str] | None = None,
+    ) -> RecommendationList:
+        """Top ``k`` items for one user; ``history`` is their live ``(item_id, event_type)``
+        events not yet in the model."""
+        model = self.model
+        user = int(model.user_ids_.to_index([user_id])[0])
+        row = self._row(model, user, history)
+        allowed = self._allowed(category, min_price, max_price)
+        found = user >= 0 or row.nnz > 0
+        if not found:
+            return self._cold_start(k, allowed, context)
+        if isinstance(model, TwoStageModel):
+            exclude = model.exclude_seen_ if exclude_seen is None else exclude_seen
+            return self._two_stage(model, user_id, user, row, k, allowed, exclude)
+        return self._single(model, user_id, row, k, allowed, exclude_seen, context)
+
+    def _cold_start(
+        self, k: int, allowed: np.ndarray, context: Mapping[str, str] | None
+    ) -> RecommendationList:
+        scores, reason = self.model._cold_start(context)
+        scores = np.where(allowed, scores, -np.inf).astype(np.float32)
+        items, values = top_k(scores[None, :], k, self.model.tie_rank_)
+        chosen = [(int(i), float(v)) for i, v in zip(items[0], values[0], strict=True) if i >= 0]
+        ids = self.model.item_ids_.to_external([i for i, _ in chosen])
+        return RecommendationList(
+            [Recommendation(i, v, reason) for i, (_, v) in zip(ids, chosen, strict=True)],
+            found=False,
+            cold_start=True,
+        )
+
+    def _two_stage(
+        self,
+        model: TwoStageModel,
+        user_id: str,
+        user: int,
+        row: sp.csr_matrix,
+        k: int,
+        allowed: np.ndarray,
+        exclude_seen: bool,
+    ) -> RecommendationList:
+        assert self.scorer is not None
+        users = np.array([user], dtype=np.int64)
+        counts = model._candidate_counts()
+        names = list(model.generators_)
+        picked: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        for name, generator in model.generators_.items():
+            scores = np.asarray(generator._score(row, users), dtype=np.float32)
+            if not np.any(scores != 0):  # as in batch: nothing to go on, popularity
+                scores = (generator.popularity_ / (generator.popularity_.max() or 1.0) * 1e-3)[
+                    None, :
+                ].astype(np.float32)
+            items, top = top_k(scores, counts[name], generator.tie_rank_)
+            keep = items[0] >= 0
+            picked.append(items[0][keep])
+            values.append(top[0][keep])
+        union, inverse = np.unique(np.concatenate(picked), return_inverse=True)
+        scores = np.full((union.size, len(names)), np.nan)
+        ranks = np.full((union.size, len(names)), np.nan)
+        start = 0
+        for column, (items, top) in enumerate(zip(picked, values, strict=True)):
+            where = inverse[start : start + items.size]
+            scores[where, column] = top
+            ranks[where, column] = np.arange(1, items.size + 1)
+            start += items.size
+        keep = allowed[union]
+        if exclude_seen:
+            keep[np.isin(union, row.indices[row.data > 0])] = False
+        union, scores, ranks = union[keep], scores[keep], ranks[keep]
+        if union.size == 0:
+            return RecommendationList([], found=True, cold_start=False)
+        ranked = self.scorer.score(user_id, union, scores, ranks, k)
+        # Each item is explained by the generator that ranked it best.
+        position = {int(item): i for i, item in enumerate(union.tolist())}
+        best = {
+            int(item): int(np.nanargmin(ranks[position[int(item)]]))
+            for item in ranked.items.tolist()
+            if int(item) in position
+        }
+        reasons: dict[int, str] = {}
+        for column, name in enumerate(names):
+            mine = [item for item, source in best.items() if source == column]
+            if mine:
+                explained = model.generators_[name]._explain(row, np.array([mine], np.int64))
+                reasons.update(zip(mine, explained[0], strict=True))
+        ids = model.item_ids_.to_external(ranked.items)
+        return RecommendationList(
+            [
+                Recommendation(
+                    item_id,
+                    None if np.isnan(score) else float(score),
+                    reasons.get(int(index), "featured"),
+                )
+                for item_id, index, score in zip(
+                    ids, ranked.items.tolist(), ranked.scores.tolist(), strict=True
+                )
+            ],
+            found=True,
+            cold_start=False,
+        )
+
+    def _single(
+        self,
+        model: Recommender[Any],
+        user_id: str,
+        row: sp.csr_matrix,
+        k: int,
+        allowed: np.ndarray,
+        exclude_seen: bool | None,
+        context: Mapping[str, str] | None,
+    ) -> RecommendationList:
+        live = None
+        if row.nnz:
+            known = int(model.user_ids_.to_index([user_id])[0])
+            base = (
+                model.user_items_[known]
+                if known >= 0
+                else sp.csr_matrix(np.zeros(row.shape, np.float32))
+            )
+            added = sp.coo_matrix(row - base)
+            positive = added.data > 0
+            if positive.any():
+                live = pl.DataFrame(
+                    {
+                        "user_id": [user_id] * int(positive.sum()),
+                        "item_id": model.item_ids_.to_external(added.col[positive]),
+                        "weight": added.data[positive].astype(np.float64),
+                    }
+                )
+        filter_ids = None if allowed.all() else model.item_ids_.to_external(np.flatnonzero(allowed))
+        frame = model.recommend(
+            [user_id],
+            k,
+            exclude_seen=exclude_seen,
+            filter=filter_ids,
+            history=live,
+            context=context,
+        )
+        reasons = frame.get_column("reason").to_list()
+        return RecommendationList(
+            [
+                Recommendation(i, s, r or model.reason)
+                for i, s, r in zip(
+                    frame.get_column("item_id").to_list(),
+                    frame.get_column("score").to_list(),
+                    reasons,
+                    strict=True,
+                )
+            ],
+            found=True,
+            cold_start=any((r or "").startswith("cold start") for r in reasons),
+        )
+
+    # -- similar items ---------------------------------------------------------------------------
+    @property
+    def similar_methods(self) -> list[str]:
+        return sorted(self._sources)
+
+    def similar(
+        self, item_id: str, k: int = 10, method: SimilarMethod = "auto"
+    ) -> RecommendationList:
+        """The ``k`` items most like ``item_id`` by ``method`` (``auto``: bought together if
+        anything was, else collaborative, else content)."""
+        if method != "auto" and method not in self._sources:
+            raise ShoprecError(
+                f"method {method!r} is not available in run {self.run_id}; "
+                f"it has {', '.join(self.similar_methods) or 'none'}"
+            )
+        order = [method] if method != "auto" else ["copurchase", "collaborative", "content"]
+        found = item_id in self.catalogue or bool(
+            (self.model.item_ids_.to_index([item_id]) >= 0).any()
+        )
+        for name in order:
+            if name not in self._sources:
+                continue
+            answer = (
+                self._similar_content(item_id, k)
+                if name == "content"
+                else self._similar_model(self._sources[name], name, item_id, k)
+            )
+            if answer or method != "auto":
+                return RecommendationList(answer, found=found, cold_start=False, method=name)
+        return RecommendationList([], found=found, cold_start=False, method=None)
+
+    def _similar_model(
+        self, model: Recommender[Any], method: str, item_id: str, k: int
+    ) -> list[Recommendation]:
+        index = int(model.item_ids_.to_index([item_id])[0])
+        if index < 0:
+            return []
+        scores = np.asarray(model._similar(np.array([index])), dtype=np.float32)
+        scores[0, index] = -np.inf
+        scores[scores <= 0] = -np.inf
+        rows = self.catalogue.rows(model.item_ids_.external.tolist())
+        usable = rows >= 0
+        usable[usable] = self.catalogue.available[rows[usable]]
+        scores[0, ~usable] = -np.inf
+        items, values = top_k(scores, k, model.tie_rank_)
+        keep = items[0] >= 0
+        title = self.catalogue.summary(item_id)["title"] or item_id
+        reason = _SIMILAR_REASONS[method].format(title=title)
+        return [
+            Recommendation(i, float(v), reason)
+            for i, v in zip(
+                model.item_ids_.to_external(items[0][keep]), values[0][keep], strict=True
+            )
+        ]
+
+    def _similar_content(self, item_id: str, k: int) -> list[Recommendation]:
+        """Nearest catalogue items of the same entity type by embedding (new items included)."""
+        row = self.catalogue.row.get(item_id)
+        if row is None:
+            return []
+        scores = self._unit_embeddings @ self._unit_embeddings[row]
+        same_type = self.catalogue.mask(entity_type=self.catalogue.entity_types[row])
+        assert same_type is not None
+        usable = self.catalogue.available & same_type
+        usable[row] = False
+        scores = np.where(usable & (scores > 0), scores, -np.inf).astype(np.float32)
+        items, values = top_k(scores[None, :], k)
+        keep = items[0] >= 0
+        reason = _SIMILAR_REASONS["content"].format(title=self.catalogue.titles[row] or item_id)
+        return [
+            Recommendation(self.catalogue.ids[i], float(v), reason)
+            for i, v in zip(items[0][keep].tolist(), values[0][keep].tolist(), strict=True)
+        ]
+
+    # -- pairwise scores -------------------------------------------------------------------------
+    def _resolve(self, ids: Sequence[str], entity_type: str) -> tuple[list[int], dict[int, str]]:
+        rows = self.catalogue.rows(ids)
+        usable: list[int] = []
+        status: dict[int, str] = {}
+        for position, row in enumerate(rows.tolist()):
+            if row < 0:
+                status[position] = "not_found"
+            elif self.catalogue.entity_types[row] != entity_type:
+                status[position] = f"wrong_type: is a {self.catalogue.entity_types[row]}"
+            else:
+                usable.append(position)
+        return usable, status
+
+    def pair_scores(
+        self,
+        algo: Literal["cosine-sim", "euclidean"],
+        left_type: str,
+        right_type: str,
+        left: Sequence[str],
+        right: Sequence[str],
+    ) -> PairScores:
+        """Every left entity against every right entity, in one matrix product: cosine
+        similarity, or Euclidean distance (smaller is closer) between the embeddings."""
+        left_ok, left_status = self._resolve(left, left_type)
+        right_ok, right_status = self._resolve(right, right_type)
+        left_rows = self.catalogue.rows([left[i] for i in left_ok])
+        right_rows = self.catalogue.rows([right[i] for i in right_ok])
+        if algo == "cosine-sim":
+            a, b = self._unit_embeddings[left_rows], self._unit_embeddings[right_rows]
+            scores = a @ b.T
+        else:
+            a, b = self.embeddings[left_rows], self.embeddings[right_rows]
+            squared = (a**2).sum(axis=1)[:, None] - 2 * a @ b.T + (b**2).sum(axis=1)[None, :]
+            scores = np.sqrt(np.maximum(squared, 0.0))
+        return PairScores(left_ok, right_ok, np.asarray(scores), left_status, right_status)

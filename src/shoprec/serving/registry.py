@@ -1,0 +1,103 @@
+"""The published run, loaded once and swapped atomically when ``models/CURRENT`` changes.
+
+A request takes :attr:`Registry.engine` once and uses that engine to the end, so a swap never
+fails a request in flight: the new run is loaded completely beside the old one, then one
+reference assignment makes it current. A watcher thread polls ``CURRENT``; a run that fails to
+load is reported and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from shoprec.exceptions import ShoprecError
+from shoprec.pipeline.build import current_run
+from shoprec.serving.engine import Engine
+
+__all__ = ["NotReadyError", "Registry"]
+
+log = logging.getLogger("shoprec.serving")
+
+
+class NotReadyError(ShoprecError):
+    """No run is published (or none could be loaded) yet."""
+
+
+class Registry:
+    """Holds the engine of the published run of ``workspace``."""
+
+    def __init__(self, workspace: Path, *, poll_seconds: float = 1.0) -> None:
+        self.workspace = workspace
+        self.poll_seconds = poll_seconds
+        self._engine: Engine | None = None
+        self._load_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.loads = 0
+
+    @property
+    def engine(self) -> Engine:
+        engine = self._engine
+        if engine is None:
+            raise NotReadyError(
+                self.last_error
+                or f"{self.workspace}: no published model run; run 'shoprec build' first"
+            )
+        return engine
+
+    @property
+    def ready(self) -> bool:
+        return self._engine is not None
+
+    def _pointer(self) -> str | None:
+        try:
+            return (self.workspace / "models" / "CURRENT").read_text().strip() or None
+        except OSError:
+            return None
+
+    def refresh(self) -> bool:
+        """Load the published run if it is not the one being served; True if it swapped."""
+        with self._load_lock:
+            pointed = self._pointer()
+            if pointed is None or (self._engine is not None and self._engine.run_id == pointed):
+                return False
+            started = time.perf_counter()
+            try:
+                run_id, manifest = current_run(self.workspace)
+                engine = Engine(self.workspace, run_id, manifest)
+            except Exception as exc:  # keep serving the old run; say why the new one failed
+                self.last_error = f"cannot load run {pointed}: {exc}"
+                log.error(self.last_error)
+                return False
+            previous = self._engine.run_id if self._engine is not None else None
+            self._engine = engine
+            self.last_error = None
+            self.loads += 1
+            log.info(
+                "serving run %s (was %s), loaded in %.2f s",
+                run_id,
+                previous,
+                time.perf_counter() - started,
+            )
+            return True
+
+    def start(self) -> None:
+        """Load the current run and watch for new ones."""
+        self.refresh()
+        if self._thread is None and self.poll_seconds > 0:
+            self._thread = threading.Thread(target=self._watch, name="shoprec-reload", daemon=True)
+            self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
