@@ -63,6 +63,34 @@ def test_values() -> None:
     assert share == pytest.approx([2 / 3, 1 / 3])
 
 
+def test_taste_features() -> None:
+    later = ITEMS.vstack(
+        pl.DataFrame(
+            {
+                "item_id": ["d"],
+                "category": ["x"],
+                "price": [0.5],
+                "created_at": [datetime(2024, 6, 1, tzinfo=UTC)],
+            }
+        )
+    )
+    tables = compute_features(HISTORY, AS_OF, items=later)
+    items = {row["item_id"]: row for row in tables.items.iter_rows(named=True)}
+    # price percentile and band inside the category, among the items listed by then
+    assert [items[i]["item_price_pct"] for i in "abc"] == pytest.approx([0.25, 0.75, 0.5])
+    assert [items[i]["item_band"] for i in "abc"] == [0, 2, 1]
+    assert items["d"]["item_price_pct"] is None
+    assert items["a"]["item_category_global_share"] == pytest.approx(3 / 4)
+    # per day listed (both since the first event): a 2 events, b 1, each + 0.5
+    assert items["a"]["item_category_pop_share"] == pytest.approx(2.5 / 4.0)
+    assert items["c"]["item_category_purchase_share"] == pytest.approx(1.0)
+    u1 = tables.users.filter(pl.col("user_id") == "u1").row(0, named=True)
+    assert u1["user_category_events"] == 3
+    assert u1["user_price_pct"] == pytest.approx((0.25 + 0.25 + 0.5) / 3)
+    shares = [u1[f"user_band{b}_share"] for b in range(3)]
+    assert shares == pytest.approx([3 / 6, 2 / 6, 1 / 6])
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     st.lists(

@@ -244,4 +244,107 @@ def compute_features(
             (pl.col("__n") / pl.col("__n").sum().over(USER_ID)).alias("user_category_share"),
         )
     )
+    users_table, item_table = _taste_features(past, catalogue, as_of, users_table, item_table)
     return FeatureTables(as_of, users_table, item_table, pairs, user_categories)
+
+
+def _taste_features(
+    past: pl.DataFrame,
+    catalogue: pl.DataFrame,
+    as_of: datetime,
+    users_table: pl.DataFrame,
+    item_table: pl.DataFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """What a shopper's taste is made of: how much of their activity goes to each category
+    (smoothed towards the shop's mix), how popular an item is inside its category, and where
+    its price sits among the category's items (a third: cheap, middle, dear) against the price
+    bands the shopper touches.
+
+    Items: ``item_category_global_share`` (the category's share of all events),
+    ``item_category_pop_share`` (the item's share of its category's events),
+    ``item_price_pct`` and ``item_band`` (0, 1, 2). Users: ``user_category_events`` (events on
+    items with a category), ``user_price_pct`` (mean price percentile of the items touched) and
+    ``user_band{0,1,2}_share`` (smoothed shares of the bands touched).
+    """
+    if CATEGORY not in catalogue.columns:
+        return users_table, item_table
+    listed = catalogue.filter(pl.col(CATEGORY).is_not_null())
+    if CREATED_AT in listed.columns:
+        listed = listed.filter(pl.col(CREATED_AT).is_null() | (pl.col(CREATED_AT) < as_of))
+    columns = [pl.col(ITEM_ID), pl.col(CATEGORY).cast(pl.String).alias("__category")]
+    if PRICE in listed.columns:
+        priced = pl.col(PRICE).is_not_null()
+        percentile = (
+            (pl.col(PRICE).rank("average").over(CATEGORY) - 0.5)
+            / pl.col(PRICE).count().over(CATEGORY)
+        ).alias("item_price_pct")
+        columns.append(pl.when(priced).then(percentile))
+    placed = listed.select(columns)
+    if "item_price_pct" in placed.columns:
+        placed = placed.with_columns(
+            (pl.col("item_price_pct") * 3).floor().clip(0, 2).alias("item_band")
+        )
+    touched = past.filter(pl.col(ITEM_ID).is_not_null()).join(placed, on=ITEM_ID, how="inner")
+    per_item = touched.group_by(ITEM_ID).agg(
+        pl.len().alias("__n"),
+        (pl.col(EVENT_TYPE) == "purchase").sum().alias("__p"),
+        pl.col(TS).min().alias("__first"),
+    )
+    # Counts per day on sale: an item listed last week is not less popular than an old one
+    # for having had less time to collect events.
+    opened = past.get_column(TS).min() if past.height else as_of
+    listed_since = pl.col("__first")
+    if CREATED_AT in catalogue.columns:
+        placed = placed.join(catalogue.select(ITEM_ID, CREATED_AT), on=ITEM_ID, how="left")
+        listed_since = pl.coalesce(pl.col(CREATED_AT), listed_since)
+    days = (
+        (
+            ((pl.lit(as_of) - pl.max_horizontal(listed_since, pl.lit(opened))).dt.total_seconds())
+            / 86_400.0
+        )
+        .fill_null(1.0)
+        .clip(lower_bound=1.0)
+    )
+    items = (
+        placed.join(per_item, on=ITEM_ID, how="left")
+        .with_columns(
+            (pl.col("__n").fill_null(0) + 0.5) / days, (pl.col("__p").fill_null(0) + 0.5) / days
+        )
+        .with_columns(
+            (pl.col("__n") / pl.col("__n").sum().over("__category")).alias(
+                "item_category_pop_share"
+            ),
+            (pl.col("__p") / pl.col("__p").sum().over("__category")).alias(
+                "item_category_purchase_share"
+            ),
+        )
+    )
+    per_category = touched.group_by("__category").agg(pl.len().alias("__c"))
+    total = max(touched.height, 1)
+    items = items.join(per_category, on="__category", how="left").with_columns(
+        (pl.col("__c").fill_null(0) / total).alias("item_category_global_share")
+    )
+    item_columns: list[str] = [
+        c
+        for c in (
+            "item_category_global_share",
+            "item_category_pop_share",
+            "item_category_purchase_share",
+            "item_price_pct",
+        )
+        if c in items.columns
+    ]
+    if "item_band" in items.columns:
+        item_columns.append("item_band")
+    item_table = item_table.join(items.select(ITEM_ID, *item_columns), on=ITEM_ID, how="left")
+    mine = touched.filter(pl.col(USER_ID).is_not_null())
+    aggregates = [pl.len().alias("user_category_events")]
+    if "item_band" in mine.columns:
+        aggregates.append(pl.col("item_price_pct").mean().alias("user_price_pct"))
+        known = pl.col("item_band").is_not_null().sum() + 3.0
+        aggregates += [
+            (((pl.col("item_band") == band).sum() + 1.0) / known).alias(f"user_band{band}_share")
+            for band in range(3)
+        ]
+    users_table = users_table.join(mine.group_by(USER_ID).agg(aggregates), on=USER_ID, how="left")
+    return users_table, item_table

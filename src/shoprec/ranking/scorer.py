@@ -17,11 +17,27 @@ import polars as pl
 
 from shoprec.data.schema import ITEM_ID, USER_ID
 from shoprec.features.build import PAIR_COUNTS
+from shoprec.ranking.two_stage import TASTE_PRIOR as _PRIOR
 
 if TYPE_CHECKING:
     from shoprec.ranking.two_stage import TwoStageModel
 
 __all__ = ["CandidateScorer", "ScoredList"]
+
+_TASTE_ITEM = (
+    "item_band",
+    "item_price_pct",
+    "item_category_global_share",
+    "item_category_pop_share",
+    "item_category_purchase_share",
+)
+_TASTE_USER = (
+    "user_category_events",
+    "user_price_pct",
+    "user_band0_share",
+    "user_band1_share",
+    "user_band2_share",
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,15 @@ class CandidateScorer:
         self.price = self._item_column(items, "item_price")
         self.lat = self._item_column(items, "item_lat")
         self.lon = self._item_column(items, "item_lon")
+        self.taste_items = {name: self._item_column(items, name) for name in _TASTE_ITEM}
+        taste_users = users.select(
+            USER_ID,
+            *[
+                (pl.col(n) if n in users.columns else pl.lit(None)).cast(pl.Float64).alias(n)
+                for n in _TASTE_USER
+            ],
+        )
+        self.taste_users = _rows(taste_users, USER_ID, list(_TASTE_USER))
         self.plan: list[tuple[str, Any]] = []
         for name in names:
             if name in generator_columns:
@@ -148,6 +173,7 @@ class CandidateScorer:
         n = items.size
         user = self.user_rows.get(user_id)
         pairs = self.pairs.get(user_id, {})
+        derived = self._derived(user_id, items, ranks)
         matrix = np.full((n, len(self.plan)), np.nan)
         for column, (kind, where) in enumerate(self.plan):
             if kind == "generator":
@@ -169,9 +195,43 @@ class CandidateScorer:
             elif kind == "distance_km":
                 matrix[:, column] = self._distance(user, items)
             elif kind == "user_category_share":
-                shares = self.shares.get(user_id, {})
-                matrix[:, column] = [shares.get(self.categories[i] or "", np.nan) for i in items]
+                matrix[:, column] = self._category_share(user_id, items)
+            elif kind in derived:
+                matrix[:, column] = derived[kind]
         return matrix.astype(np.float32)  # as the ranker was trained
+
+    def _category_share(self, user_id: str, items: np.ndarray) -> np.ndarray:
+        shares = self.shares.get(user_id, {})
+        return np.array(
+            [shares.get(self.categories[i] or "", np.nan) for i in items.tolist()], dtype=np.float64
+        )
+
+    def _derived(self, user_id: str, items: np.ndarray, ranks: np.ndarray) -> dict[str, np.ndarray]:
+        """The derived candidate and taste features, computed as the batch path's
+        ``_candidate_expressions`` and ``_taste_expressions`` do."""
+        out: dict[str, np.ndarray] = {
+            "sources": (~np.isnan(ranks)).sum(axis=1).astype(np.float64),
+            "rrf": np.where(np.isnan(ranks), 0.0, 1.0 / (60.0 + ranks)).sum(axis=1),
+        }
+        user = self.taste_users.get(user_id)
+        events, user_pct, *bands = user if user is not None else [np.nan] * len(_TASTE_USER)
+        item = {name: values[items] for name, values in self.taste_items.items()}
+        band = item["item_band"]
+        band_share = np.full(items.size, np.nan)
+        for b, share in enumerate(bands):
+            band_share[band == b] = share
+        out["user_band_share"] = band_share
+        out["price_pct_gap"] = np.abs(item["item_price_pct"] - user_pct)
+        events = 0.0 if np.isnan(events) else events
+        share = np.nan_to_num(self._category_share(user_id, items), nan=0.0)
+        affinity = (share * events + _PRIOR * item["item_category_global_share"]) / (
+            events + _PRIOR
+        )
+        weight = np.where(np.isnan(band_share), 1.0 / 3.0, band_share)
+        out["user_category_affinity"] = affinity
+        out["taste_score"] = affinity * item["item_category_pop_share"] * weight
+        out["taste_purchase_score"] = affinity * item["item_category_purchase_share"] * weight
+        return out
 
     def _distance(self, user: np.ndarray | None, items: np.ndarray) -> np.ndarray:
         if user is None or "user_lat" not in self.user_position:

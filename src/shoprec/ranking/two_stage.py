@@ -85,6 +85,11 @@ class TwoStageConfig(ModelConfig):
         }
     )
     early_stopping_rounds: int = Field(default=40, ge=1)
+    refit_with_validation: bool = Field(
+        default=True,
+        description="once early stopping has chosen the number of trees, refit the ranker on "
+        "the training and validation windows together",
+    )
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     seed: int = 0
     seen: Literal["auto", "exclude", "keep"] = Field(
@@ -139,6 +144,70 @@ def candidate_frame(
     return merged
 
 
+def _taste_expressions(columns: Sequence[str]) -> list[pl.Expr]:
+    """Derived taste features (see :func:`shoprec.features.build._taste_features`): the
+    shopper's share of the candidate's price band, the gap between the candidate's price
+    percentile and the shopper's, and ``taste_score``, an estimate of how likely the shopper
+    picks this item: smoothed category share × the item's share of its category × band share."""
+    have = set(columns)
+    out: list[pl.Expr] = []
+    band_share = None
+    if {"item_band", "user_band0_share"} <= have:
+        band_share = (
+            pl.when(pl.col("item_band") == 0)
+            .then(pl.col("user_band0_share"))
+            .when(pl.col("item_band") == 1)
+            .then(pl.col("user_band1_share"))
+            .when(pl.col("item_band") == 2)
+            .then(pl.col("user_band2_share"))
+            .otherwise(None)
+        )
+        out.append(band_share.alias("user_band_share"))
+        out.append(
+            (pl.col("item_price_pct") - pl.col("user_price_pct")).abs().alias("price_pct_gap")
+        )
+    if {"user_category_events", "item_category_global_share", "item_category_pop_share"} <= have:
+        events = pl.col("user_category_events").fill_null(0)
+        share = (
+            pl.col("user_category_share").fill_null(0.0) if "user_category_share" in have else 0.0
+        )
+        affinity = (share * events + TASTE_PRIOR * pl.col("item_category_global_share")) / (
+            events + TASTE_PRIOR
+        )
+        taste = affinity * pl.col("item_category_pop_share")
+        if band_share is not None:
+            taste = taste * band_share.fill_null(1.0 / 3.0)
+        out.append(affinity.alias("user_category_affinity"))
+        out.append(taste.alias("taste_score"))
+        if "item_category_purchase_share" in have:
+            bought = affinity * pl.col("item_category_purchase_share")
+            if band_share is not None:
+                bought = bought * band_share.fill_null(1.0 / 3.0)
+            out.append(bought.alias("taste_purchase_score"))
+    return out
+
+
+def _candidate_expressions(generators: Sequence[str], columns: Sequence[str]) -> list[pl.Expr]:
+    """Per-user views of the generators' output, comparable across users and refits: each
+    score over the user's best score from that generator, the number of generators that
+    proposed the candidate and its reciprocal-rank fusion."""
+    present = [g for g in generators if f"{g}_score" in columns]
+    out: list[pl.Expr] = []
+    if present:
+        out.append(
+            pl.sum_horizontal([pl.col(f"{g}_rank").is_not_null() for g in present]).alias("sources")
+        )
+        out.append(
+            pl.sum_horizontal(
+                [(1.0 / (60.0 + pl.col(f"{g}_rank"))).fill_null(0.0) for g in present]
+            ).alias("rrf")
+        )
+    return out
+
+
+TASTE_PRIOR = 2.0  # events' worth of the shop's category mix in a shopper's affinity
+
+
 class TwoStageModel(Recommender[TwoStageConfig]):
     """Candidates from every configured generator, ranked by LightGBM LambdaRank over
     generator scores and ranks plus user, item and user × item features."""
@@ -172,7 +241,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         valid = blocks[-1]
         learned = [b for b in blocks[:-1] if b is not None]
         train = (
-            pl.concat(learned, how="diagonal_relaxed").sort(USER_ID, "__window")
+            pl.concat(learned, how="diagonal_relaxed").sort(USER_ID, "__window", ITEM_ID)
             if learned
             else None
         )
@@ -286,7 +355,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         useful = frame.group_by(USER_ID).agg(pl.col("label").max()).filter(pl.col("label") > 0)
         kept = frame.join(useful.select(USER_ID), on=USER_ID, how="semi")
         # A user labelled in several windows forms one query group per window.
-        return kept.with_columns(pl.lit(as_of.timestamp()).alias("__window")).sort(USER_ID)
+        return kept.with_columns(pl.lit(as_of.timestamp()).alias("__window")).sort(USER_ID, ITEM_ID)
 
     def _with_features(self, candidates: pl.DataFrame, features: FeatureTables) -> pl.DataFrame:
         frame = (
@@ -299,6 +368,8 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         extra = []
         if "item_price" in frame.columns and "user_price_median" in frame.columns:
             extra.append((pl.col("item_price") / pl.col("user_price_median")).alias("price_ratio"))
+        extra += _taste_expressions(frame.columns)
+        extra += _candidate_expressions(list(self.config.generators), frame.columns)
         if {"user_lat", "item_lat"} <= set(frame.columns):
             extra.append(
                 haversine_km(
@@ -347,6 +418,21 @@ class TwoStageModel(Recommender[TwoStageConfig]):
                 ],
             )
         ranker.fit(self._matrix(train), train.get_column("label").to_numpy(), **fit_args)
+        best = getattr(ranker, "best_iteration_", None)
+        if self.config.refit_with_validation and valid is not None and valid.height and best:
+            # The number of trees is settled; the latest window is the closest to serving time.
+            both = pl.concat(
+                [train, valid.with_columns(pl.lit(float("inf")).alias("__window"))],
+                how="diagonal_relaxed",
+            )
+            both_groups = (
+                both.group_by(USER_ID, "__window", maintain_order=True)
+                .len()
+                .get_column("len")
+                .to_numpy()
+            )
+            ranker = lightgbm.LGBMRanker(**{**self.config.ranker, "n_estimators": int(best)})
+            ranker.fit(self._matrix(both), both.get_column("label").to_numpy(), group=both_groups)
         importance = getattr(ranker, "feature_importances_", None)
         self.feature_importance_ = (
             dict(zip(self.feature_names_, np.asarray(importance).tolist(), strict=True))
