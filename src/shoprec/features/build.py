@@ -64,7 +64,7 @@ class FeatureTables:
     users: pl.DataFrame
     items: pl.DataFrame
     pairs: pl.DataFrame
-    user_categories: pl.DataFrame  # user_id, item_category, user_category_share
+    user_categories: pl.DataFrame  # user_id, item_category, user_category_share, _purchases
 
     @property
     def user_columns(self) -> list[str]:
@@ -237,11 +237,12 @@ def compute_features(
     user_categories = (
         with_category.filter(pl.col(USER_ID).is_not_null() & pl.col(CATEGORY).is_not_null())
         .group_by(USER_ID, CATEGORY)
-        .agg(pl.len().alias("__n"))
+        .agg(pl.len().alias("__n"), purchases.sum().alias("user_category_purchases"))
         .select(
             USER_ID,
             pl.col(CATEGORY).cast(pl.String).alias("item_category"),
             (pl.col("__n") / pl.col("__n").sum().over(USER_ID)).alias("user_category_share"),
+            pl.col("user_category_purchases").cast(pl.Float64),
         )
     )
     users_table, item_table = _taste_features(past, catalogue, as_of, users_table, item_table)
@@ -338,7 +339,10 @@ def _taste_features(
         item_columns.append("item_band")
     item_table = item_table.join(items.select(ITEM_ID, *item_columns), on=ITEM_ID, how="left")
     mine = touched.filter(pl.col(USER_ID).is_not_null())
-    aggregates = [pl.len().alias("user_category_events")]
+    aggregates = [
+        pl.len().alias("user_category_events"),
+        (pl.col(EVENT_TYPE) == "purchase").sum().alias("user_category_buys"),
+    ]
     if "item_band" in mine.columns:
         aggregates.append(pl.col("item_price_pct").mean().alias("user_price_pct"))
         known = pl.col("item_band").is_not_null().sum() + 3.0

@@ -33,6 +33,7 @@ _TASTE_ITEM = (
 )
 _TASTE_USER = (
     "user_category_events",
+    "user_category_buys",
     "user_price_pct",
     "user_band0_share",
     "user_band1_share",
@@ -115,8 +116,18 @@ class CandidateScorer:
                 if item is not None:
                     self.pairs.setdefault(row[0], {})[item] = np.asarray(row[2:], np.float64)
         self.shares: dict[str, dict[str, float]] = {}
-        for user, category, share in features.user_categories.iter_rows():
+        self.purchases: dict[str, dict[str, float]] = {}
+        table = features.user_categories
+        bought = (
+            pl.col("user_category_purchases")
+            if "user_category_purchases" in table.columns
+            else pl.lit(None, pl.Float64)
+        )
+        for user, category, share, purchases in table.select(
+            USER_ID, "item_category", "user_category_share", bought
+        ).iter_rows():
             self.shares.setdefault(user, {})[category] = share
+            self.purchases.setdefault(user, {})[category] = purchases
         category = items.get_column("item_category") if "item_category" in items.columns else None
         self.categories: list[str | None] = (
             category.to_list() if category is not None else [None] * n_items
@@ -200,10 +211,16 @@ class CandidateScorer:
                 matrix[:, column] = derived[kind]
         return matrix.astype(np.float32)  # as the ranker was trained
 
-    def _category_share(self, user_id: str, items: np.ndarray) -> np.ndarray:
-        shares = self.shares.get(user_id, {})
+    def _category_share(
+        self, user_id: str, items: np.ndarray, table: dict[str, dict[str, float]] | None = None
+    ) -> np.ndarray:
+        shares = (self.shares if table is None else table).get(user_id, {})
         return np.array(
-            [shares.get(self.categories[i] or "", np.nan) for i in items.tolist()], dtype=np.float64
+            [
+                value if (value := shares.get(self.categories[i] or "")) is not None else np.nan
+                for i in items.tolist()
+            ],
+            dtype=np.float64,
         )
 
     def _derived(self, user_id: str, items: np.ndarray, ranks: np.ndarray) -> dict[str, np.ndarray]:
@@ -214,7 +231,7 @@ class CandidateScorer:
             "rrf": np.where(np.isnan(ranks), 0.0, 1.0 / (60.0 + ranks)).sum(axis=1),
         }
         user = self.taste_users.get(user_id)
-        events, user_pct, *bands = user if user is not None else [np.nan] * len(_TASTE_USER)
+        events, buys, user_pct, *bands = user if user is not None else [np.nan] * len(_TASTE_USER)
         item = {name: values[items] for name, values in self.taste_items.items()}
         band = item["item_band"]
         band_share = np.full(items.size, np.nan)
@@ -231,6 +248,12 @@ class CandidateScorer:
         out["user_category_affinity"] = affinity
         out["taste_score"] = affinity * item["item_category_pop_share"] * weight
         out["taste_purchase_score"] = affinity * item["item_category_purchase_share"] * weight
+        bought_here = self._category_share(user_id, items, self.purchases)
+        out["user_category_purchases"] = bought_here
+        buys = 0.0 if np.isnan(buys) else buys
+        buy_affinity = (np.nan_to_num(bought_here, nan=0.0) + _PRIOR * affinity) / (buys + _PRIOR)
+        out["user_category_buy_affinity"] = buy_affinity
+        out["taste_buy_score"] = buy_affinity * item["item_category_purchase_share"] * weight
         return out
 
     def _distance(self, user: np.ndarray | None, items: np.ndarray) -> np.ndarray:

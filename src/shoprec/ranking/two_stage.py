@@ -179,6 +179,18 @@ def _taste_expressions(columns: Sequence[str]) -> list[pl.Expr]:
             taste = taste * band_share.fill_null(1.0 / 3.0)
         out.append(affinity.alias("user_category_affinity"))
         out.append(taste.alias("taste_score"))
+        if {"user_category_buys", "user_category_purchases"} <= have:
+            # Purchases say more about what a shopper buys than views; few purchases lean on
+            # the affinity from all events.
+            buys = pl.col("user_category_buys").fill_null(0)
+            bought_here = pl.col("user_category_purchases").fill_null(0.0)
+            buy_affinity = (bought_here + TASTE_PRIOR * affinity) / (buys + TASTE_PRIOR)
+            out.append(buy_affinity.alias("user_category_buy_affinity"))
+            if "item_category_purchase_share" in have:
+                buy_taste = buy_affinity * pl.col("item_category_purchase_share")
+                if band_share is not None:
+                    buy_taste = buy_taste * band_share.fill_null(1.0 / 3.0)
+                out.append(buy_taste.alias("taste_buy_score"))
         if "item_category_purchase_share" in have:
             bought = affinity * pl.col("item_category_purchase_share")
             if band_share is not None:
