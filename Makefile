@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORKSPACE ?= shoprec-data
 
-.PHONY: demo test install install-test lint clean
+.PHONY: demo test install install-test lint browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,13 @@ lint: install-test
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+# The browser test drives Debian's Chromium (never a browser download).
+browser:
+	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the browser test"; \
+		apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; }
+
+test: lint browser
 	$(BIN)/pytest
 
 clean:

@@ -1,0 +1,178 @@
+"""Serving commands: serve, runs, publish, score."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from shoprec.cli.common import (
+    ConfigOption,
+    WorkspaceOption,
+    app,
+    console,
+    errors,
+    run,
+    settings_for,
+)
+from shoprec.exceptions import DataError, ShoprecError
+
+
+@app.command()
+def serve(
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default 127.0.0.1, loopback only).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Serve the API and the storefront of the published run; a newly published run is
+    picked up without a restart."""
+    settings = settings_for(config, workspace)
+    serving = settings.serving
+    chosen_host = host or serving.host
+    chosen_port = port or serving.port
+    chosen_workers = workers or serving.workers
+    if not 1 <= chosen_port <= 65535:
+        run(lambda: _fail(f"--port must be between 1 and 65535, not {chosen_port}"))
+    if chosen_workers < 1:
+        run(lambda: _fail(f"--workers must be at least 1, not {chosen_workers}"))
+    import uvicorn
+
+    from shoprec.serving.asgi import CONFIG_ENV
+
+    # Every worker process builds the app from the same settings (file and workspace).
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config.resolve())
+    os.environ["SHOPREC_WORKSPACE"] = str(settings.workspace.resolve())
+    console.print(
+        f"serving {settings.workspace} on http://{chosen_host}:{chosen_port}/ "
+        f"(API docs at /docs, storefront at /, {chosen_workers} worker(s))",
+        soft_wrap=True,
+    )
+    uvicorn.run(
+        "shoprec.serving.asgi:app_from_environment",
+        factory=True,
+        host=chosen_host,
+        port=chosen_port,
+        workers=chosen_workers,
+        access_log=access_log,
+        log_level="info",
+    )
+
+
+def _fail(message: str) -> None:
+    raise ShoprecError(message)
+
+
+def _headline(metrics: dict[str, Any], model: str | None) -> str:
+    values = metrics.get(model or "", {}) if isinstance(metrics, dict) else {}
+    ndcg = next((v for k, v in values.items() if k.startswith("ndcg@")), None)
+    return f"{ndcg:.4f}" if isinstance(ndcg, float) else "-"
+
+
+@app.command()
+def runs(workspace: WorkspaceOption = None, config: ConfigOption = None) -> None:
+    """List the workspace's model runs, newest first, with the published one marked."""
+    settings = settings_for(config, workspace)
+    from shoprec.pipeline.build import list_runs
+
+    found = list_runs(settings.workspace)
+    if not found:
+        console.print(f"no runs in {settings.workspace / 'models'}; run 'shoprec build'")
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("", "run", "created", "default model", "events", "users", "items", "ndcg"):
+        table.add_column(column, no_wrap=True)
+    for entry in found:
+        table.add_row(
+            "*" if entry["current"] else "",
+            entry["run_id"],
+            str(entry["created_at"])[:19],
+            str(entry["default_model"]),
+            f"{entry['events']:,}" if entry["events"] is not None else "-",
+            f"{entry['users']:,}" if entry["users"] is not None else "-",
+            f"{entry['items']:,}" if entry["items"] is not None else "-",
+            _headline(entry["metrics"], entry["default_model"]),
+        )
+    console.print(table)
+    console.print("* the published run; roll back with 'shoprec publish RUN'")
+
+
+@app.command()
+def publish(
+    run_id: Annotated[str, typer.Argument(help="The run to publish (see 'shoprec runs').")],
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Make a run the published one (a running server switches to it within a second)."""
+    settings = settings_for(config, workspace)
+    from shoprec.pipeline.build import publish as publish_run
+
+    run(lambda: publish_run(settings.workspace, run_id))
+    console.print(f"published run {run_id}")
+
+
+@app.command()
+def score(
+    input: Annotated[
+        Path,
+        typer.Option(help="JSON Lines: one scoring request per line (the POST /score body)."),
+    ],
+    output: Annotated[Path, typer.Option(help="JSON Lines: one response per request line.")],
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Pairwise scores in batch, as POST /score answers them, from the published run."""
+    settings = settings_for(config, workspace)
+
+    def body() -> int:
+        from pydantic import ValidationError
+
+        from shoprec.exceptions import describe_validation_error
+        from shoprec.pipeline.build import current_run
+        from shoprec.serving.app import score_batch
+        from shoprec.serving.asgi import configure_logging
+        from shoprec.serving.engine import Engine
+        from shoprec.serving.schemas import ScoreRequest
+
+        try:
+            lines = input.read_text(encoding="utf-8-sig").splitlines()
+        except OSError as exc:
+            raise DataError(f"{input}: cannot read: {exc.strerror or exc}") from None
+        configure_logging(settings.workspace)
+        run_id, manifest = current_run(settings.workspace)
+        engine = Engine(settings.workspace, run_id, manifest)
+        failed = done = 0
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with output.open("w", encoding="utf-8") as out:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    request = ScoreRequest.model_validate_json(line)
+                except ValidationError as exc:
+                    failed += 1
+                    message = f"{input}:{number}: {describe_validation_error(exc)}"
+                    errors.print(f"[yellow]skipped:[/] {message}", highlight=False)
+                    out.write(json.dumps({"line": number, "status": "error", "error": message}))
+                    out.write("\n")
+                    continue
+                response = score_batch(engine, request)
+                out.write(response.model_dump_json() + "\n")
+                done += 1
+        console.print(f"scored {done:,} request(s) with run {run_id} into {output}")
+        return failed
+
+    failed = run(body)
+    if failed:
+        errors.print(f"[bold red]error:[/] {failed} request line(s) of {input} were invalid")
+        raise typer.Exit(code=2)

@@ -1,0 +1,48 @@
+"""Entry point for uvicorn (``shoprec serve``): the app built from the environment.
+
+uvicorn imports ``shoprec.serving.asgi:app_from_environment`` as a factory in every worker
+process; ``shoprec serve`` passes the config file and workspace through the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from shoprec.config import load_settings
+
+__all__ = ["CONFIG_ENV", "app_from_environment", "configure_logging"]
+
+CONFIG_ENV = "SHOPREC_SERVE_CONFIG"
+
+
+def configure_logging(workspace: Path) -> None:
+    """Service logs on stderr; each scoring request as one JSON line in
+    ``<workspace>/logs/score.jsonl`` (for tracking what was scored, and when)."""
+    service = logging.getLogger("shoprec.serving")
+    if not service.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        service.addHandler(handler)
+        service.setLevel(logging.INFO)
+    scores = logging.getLogger("shoprec.score")
+    if not scores.handlers:
+        (workspace / "logs").mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(workspace / "logs" / "score.jsonl", encoding="utf-8")
+        to_file.setFormatter(logging.Formatter("%(message)s"))
+        scores.addHandler(to_file)
+        scores.setLevel(logging.INFO)
+        scores.propagate = False
+
+
+def app_from_environment() -> FastAPI:
+    from shoprec.serving.app import create_app
+
+    config = os.environ.get(CONFIG_ENV)
+    settings = load_settings(Path(config) if config else None)
+    configure_logging(settings.workspace)
+    return create_app(settings)

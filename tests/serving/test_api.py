@@ -1,0 +1,520 @@
+"""Every API route through the ASGI client, with every 4xx path."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+
+from shoprec.config import Settings, load_settings
+from shoprec.data.ingest import ingest
+from shoprec.data.lake import Lake
+from shoprec.pipeline.build import build, current_run
+from shoprec.serving.app import create_app
+from tests.serving.conftest import API_KEY
+
+KEY = {"X-API-Key": API_KEY}
+
+
+@pytest.fixture(scope="module")
+def client(shop: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(shop, web=False)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def lake(shop: Settings) -> Lake:
+    return Lake(shop.workspace)
+
+
+@pytest.fixture(scope="module")
+def buyer(lake: Lake) -> str:
+    """A user with several purchases."""
+    counts = (
+        lake.events()
+        .filter(pl.col("event_type") == "purchase")
+        .group_by("user_id")
+        .len()
+        .sort("len", "user_id", descending=[True, False])
+    )
+    return str(counts.item(0, "user_id"))
+
+
+@pytest.fixture(scope="module")
+def browser_user(lake: Lake) -> str:
+    """A user with a short history (a few views), whom one visit can redirect."""
+    counts = lake.events().group_by("user_id").len().filter(pl.col("len") >= 3)
+    return str(counts.sort("len", "user_id").item(0, "user_id"))
+
+
+def _error(response: object, status: int) -> str:
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert isinstance(body["error"], str)
+    assert body["error"]
+    return str(body["error"])
+
+
+# -- operations ----------------------------------------------------------------------------------
+def test_health_ready_metrics_docs(client: TestClient, shop: Settings) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["ready"] is True
+    assert ready["run_id"] == current_run(shop.workspace)[0]
+    client.get("/users/nobody/recommendations")
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'route="/users/{user_id}/recommendations"' in metrics.text
+    assert "shoprec_request_seconds_bucket" in metrics.text
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    for route in (
+        "/users/{user_id}/recommendations",
+        "/items/{item_id}/similar",
+        "/score",
+        "/events",
+        "/items",
+        "/items/{item_id}",
+        "/search",
+        "/users/{user_id}",
+        "/health",
+        "/ready",
+        "/metrics",
+        "/runs",
+        "/admin/reload",
+        "/admin/publish/{run_id}",
+    ):
+        assert route in paths, route
+    _error(client.get("/no/such/route"), 404)
+
+
+def test_not_ready_without_a_published_run(tmp_path: Path) -> None:
+    settings = load_settings(workspace=tmp_path, api_keys=[API_KEY])
+    with TestClient(create_app(settings, web=False)) as empty:
+        assert empty.get("/health").status_code == 200
+        assert empty.get("/ready").status_code == 503
+        assert "no published model run" in _error(empty.get("/users/u1/recommendations"), 503)
+        assert "no published" in _error(empty.post("/admin/reload", headers=KEY), 503)
+        assert empty.get("/runs").json() == {"current": None, "runs": []}
+
+
+# -- recommendations -----------------------------------------------------------------------------
+def test_user_recommendations(client: TestClient, buyer: str, lake: Lake) -> None:
+    body = client.get(f"/users/{buyer}/recommendations", params={"k": 7}).json()
+    assert body["user_id"] == buyer
+    assert body["found"] is True
+    assert body["cold_start"] is False
+    assert len(body["items"]) == 7
+    assert len({i["item_id"] for i in body["items"]}) == 7
+    assert body["recommendation_id"]
+    assert body["run_id"]
+    assert body["variant"] == "two_stage"
+    catalogue = lake.items()
+    titles = dict(zip(catalogue["item_id"], catalogue["title"], strict=True))
+    for item in body["items"]:
+        assert item["reason"]
+        assert not item["reason"].startswith("cold start")
+        assert item["title"] == titles[item["item_id"]]
+        assert "email" not in item
+    scores = [i["score"] for i in body["items"] if i["score"] is not None]
+    assert scores == sorted(scores, reverse=True)
+    other = client.get(f"/users/{buyer}/recommendations", params={"k": 7}).json()
+    assert other["recommendation_id"] != body["recommendation_id"]
+    assert [i["item_id"] for i in other["items"]] == [i["item_id"] for i in body["items"]]
+
+
+def test_recommendation_filters(client: TestClient, buyer: str) -> None:
+    first = client.get(f"/users/{buyer}/recommendations", params={"k": 20}).json()["items"]
+    category = first[0]["category"]
+    narrowed = client.get(
+        f"/users/{buyer}/recommendations", params={"k": 5, "category": category}
+    ).json()["items"]
+    assert narrowed
+    assert all(i["category"] == category for i in narrowed)
+    cheap = client.get(
+        f"/users/{buyer}/recommendations", params={"k": 10, "min_price": 5, "max_price": 30}
+    ).json()["items"]
+    assert cheap
+    assert all(5 <= i["price"] <= 30 for i in cheap)
+    kept = client.get(
+        f"/users/{buyer}/recommendations", params={"k": 10, "exclude_seen": "false"}
+    ).json()["items"]
+    assert len(kept) == 10
+
+
+def test_unknown_user_gets_cold_start_from_context(client: TestClient) -> None:
+    body = client.get(
+        "/users/brand-new-visitor/recommendations", params={"k": 5, "country": "DE"}
+    ).json()
+    assert body["found"] is False
+    assert body["cold_start"] is True
+    assert len(body["items"]) == 5
+    assert all(i["reason"] == "cold start: popular in DE" for i in body["items"])
+    plain = client.get("/users/another-visitor/recommendations", params={"k": 3}).json()
+    assert all(i["reason"].startswith("cold start") for i in plain["items"])
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"k": 0}, "k"),
+        ({"k": 1001}, "k"),
+        ({"k": "ten"}, "k"),
+        ({"min_price": -1}, "min_price"),
+        ({"min_price": 50, "max_price": 10}, "min_price"),
+        ({"exclude_seen": "maybe"}, "exclude_seen"),
+        ({"category": "x" * 201}, "category"),
+    ],
+)
+def test_recommendation_bad_queries(
+    client: TestClient, query: dict[str, object], field: str
+) -> None:
+    assert field in _error(client.get("/users/u1/recommendations", params=query), 422)
+
+
+def test_overlong_user_id(client: TestClient) -> None:
+    assert "user_id" in _error(client.get(f"/users/{'u' * 201}/recommendations"), 422)
+
+
+# -- similar items -------------------------------------------------------------------------------
+def test_similar_items_by_method(client: TestClient, buyer: str) -> None:
+    item = client.get(f"/users/{buyer}/recommendations", params={"k": 1}).json()["items"][0]
+    for method in ("copurchase", "content", "collaborative", "auto"):
+        body = client.get(
+            f"/items/{item['item_id']}/similar", params={"k": 4, "method": method}
+        ).json()
+        assert body["found"] is True
+        assert body["item_id"] == item["item_id"]
+        assert body["method"] in ("copurchase", "content", "collaborative")
+        if method != "auto":
+            assert body["method"] == method
+        ids = [i["item_id"] for i in body["items"]]
+        assert item["item_id"] not in ids
+        assert len(ids) == len(set(ids)) <= 4
+        assert all(i["reason"] for i in body["items"])
+    content = client.get(f"/items/{item['item_id']}/similar", params={"method": "content"})
+    assert len(content.json()["items"]) == 10
+    assert all("similar to" in i["reason"] for i in content.json()["items"])
+
+
+def test_similar_unknown_item_and_bad_queries(client: TestClient) -> None:
+    body = client.get("/items/no-such-item/similar").json()
+    assert body["found"] is False
+    assert body["items"] == []
+    assert "method" in _error(client.get("/items/x/similar", params={"method": "magic"}), 422)
+    assert "k" in _error(client.get("/items/x/similar", params={"k": 5000}), 422)
+
+
+# -- catalogue, search, users --------------------------------------------------------------------
+def test_items_and_item_detail(client: TestClient, lake: Lake) -> None:
+    listing = client.get("/items", params={"limit": 5, "offset": 2}).json()
+    assert listing["total"] == lake.items().height
+    assert len(listing["items"]) == 5
+    category = listing["items"][0]["category"]
+    same = client.get("/items", params={"category": category, "limit": 1000}).json()
+    assert same["total"] == lake.items().filter(pl.col("category") == category).height
+    assert all(i["category"] == category for i in same["items"])
+    item_id = listing["items"][0]["item_id"]
+    detail = client.get(f"/items/{item_id}").json()
+    assert detail["item_id"] == item_id
+    assert detail["attributes"]["brand"]
+    assert "not in the catalogue" in _error(client.get("/items/nope"), 404)
+    assert "limit" in _error(client.get("/items", params={"limit": 0}), 422)
+    assert "offset" in _error(client.get("/items", params={"offset": -1}), 422)
+
+
+def test_search(client: TestClient, lake: Lake) -> None:
+    items = lake.items()
+    title = str(items.item(0, "title"))
+    word = title.split()[-2]  # e.g. "Smartphone"
+    body = client.get("/search", params={"q": word.lower(), "limit": 1000}).json()
+    expected = items.filter(
+        pl.concat_str(["title", "category", "attributes", "text"], ignore_nulls=True)
+        .str.to_lowercase()
+        .str.contains(word.lower(), literal=True)
+    ).height
+    assert body["total"] == expected > 0
+    brand = json.loads(str(items.item(0, "attributes")))["brand"]
+    branded = client.get("/search", params={"brand": brand, "max_price": 1e9, "limit": 100})
+    assert branded.json()["total"] >= 1
+    assert all(i["title"].startswith(brand) for i in branded.json()["items"])
+    by_attr = client.get("/search", params={"attr": f"brand={brand}", "limit": 100}).json()
+    assert by_attr["total"] == branded.json()["total"]
+    assert client.get("/search", params={"q": "zzzqqq-nothing"}).json()["total"] == 0
+    assert "attr" in _error(client.get("/search", params={"attr": "no-equals"}), 422)
+    assert "year_min" in _error(client.get("/search", params={"year_min": 10}), 422)
+    assert "q" in _error(client.get("/search", params={"q": "x" * 201}), 422)
+
+
+def test_user_profile_hides_pii_without_key(client: TestClient, buyer: str) -> None:
+    public = client.get(f"/users/{buyer}").json()
+    assert public["user_id"] == buyer
+    assert public["in_model"] is True
+    assert "email" not in public
+    private = client.get(f"/users/{buyer}", headers=KEY).json()
+    assert private["email"].endswith("@example.com")
+    assert "email" not in client.get(f"/users/{buyer}", headers={"X-API-Key": "wrong"}).json()
+    assert "unknown" in _error(client.get("/users/nobody-at-all"), 404)
+
+
+# -- events --------------------------------------------------------------------------------------
+def test_events_need_a_valid_key(client: TestClient) -> None:
+    event = {"user_id": "u1", "item_id": "P000001", "event_type": "view"}
+    assert "X-API-Key" in _error(client.post("/events", json=event), 401)
+    assert "not valid" in _error(
+        client.post("/events", json=event, headers={"X-API-Key": "x"}), 403
+    )
+
+
+def test_events_refused_when_no_keys_are_configured(tmp_path: Path) -> None:
+    settings = load_settings(workspace=tmp_path)
+    with TestClient(create_app(settings, web=False)) as keyless:
+        event = {"user_id": "u1", "item_id": "i1", "event_type": "view"}
+        assert "SHOPREC_API_KEYS" in _error(keyless.post("/events", json=event, headers=KEY), 403)
+
+
+def test_a_view_changes_the_next_recommendations(
+    client: TestClient, shop: Settings, browser_user: str
+) -> None:
+    user = browser_user
+    before = client.get(f"/users/{user}/recommendations", params={"k": 10}).json()["items"]
+    shown = {i["category"] for i in before}
+    elsewhere = client.get("/items", params={"limit": 1000}).json()["items"]
+    viewed = next(i["item_id"] for i in elsewhere if i["category"] not in shown)
+    response = client.post(
+        "/events",
+        json={"user_id": user, "item_id": viewed, "event_type": "view", "context": {"a": 1}},
+        headers=KEY,
+    )
+    assert response.status_code == 202
+    accepted = response.json()
+    assert accepted["accepted"] == 1
+    assert accepted["event_ids"][0].startswith("api-")
+    after = client.get(f"/users/{user}/recommendations", params={"k": 10}).json()["items"]
+    assert [i["item_id"] for i in after] != [i["item_id"] for i in before]
+    profile = client.get(f"/users/{user}").json()
+    assert {"item_id": viewed, "event_type": "view"} in profile["recent"]
+    # Nothing accepted is lost: the event is in the workspace's event log, lake-shaped.
+    logged = [
+        json.loads(line)
+        for path in sorted((shop.workspace / "stream").glob("accepted-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    assert any(e["event_id"] == accepted["event_ids"][0] for e in logged)
+
+
+def test_a_new_user_becomes_warm_after_events(client: TestClient, buyer: str) -> None:
+    history = client.get(f"/users/{buyer}/recommendations", params={"k": 3}).json()["items"]
+    batch = [
+        {"user_id": "fresh-shopper", "item_id": i["item_id"], "event_type": "purchase"}
+        for i in history
+    ]
+    assert client.post("/events", json=batch, headers=KEY).json()["accepted"] == 3
+    body = client.get("/users/fresh-shopper/recommendations", params={"k": 5}).json()
+    assert body["found"] is True
+    assert body["cold_start"] is False
+    assert len(body["items"]) == 5
+    assert not any(i["reason"].startswith("cold start") for i in body["items"])
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"item_id": "P1", "event_type": "view"}, "user_id"),
+        ({"user_id": "u", "item_id": "P1", "event_type": "Bad Type!"}, "event_type"),
+        ({"user_id": "u", "event_type": "view"}, "item_id"),
+        ({"user_id": "", "item_id": "P1", "event_type": "view"}, "user_id"),
+        ({"user_id": "u", "item_id": "P1", "event_type": "view", "price": -3}, "price"),
+        ({"user_id": "u", "item_id": "P1", "event_type": "view", "colour": "red"}, "colour"),
+        ({"user_id": "u", "item_id": "P1", "event_type": "view", "ts": "yesterday"}, "ts"),
+        (
+            {
+                "user_id": "u",
+                "item_id": "P1",
+                "event_type": "view",
+                "ts": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+            },
+            "ts",
+        ),
+        (
+            {
+                "user_id": "u",
+                "item_id": "P1",
+                "event_type": "view",
+                "context": {f"k{i}": i for i in range(40)},
+            },
+            "context",
+        ),
+    ],
+)
+def test_bad_events_are_rejected_naming_the_field(
+    client: TestClient, event: dict[str, object], field: str
+) -> None:
+    assert field in _error(client.post("/events", json=event, headers=KEY), 422)
+
+
+def test_event_batches_are_bounded(client: TestClient) -> None:
+    one = {"user_id": "u", "item_id": "P000001", "event_type": "view"}
+    assert "at most 1000" in _error(client.post("/events", json=[one] * 1001, headers=KEY), 413)
+    assert "empty" in _error(client.post("/events", json=[], headers=KEY), 422)
+    huge = b'{"user_id": "' + b"u" * (9 * 1024 * 1024) + b'"}'
+    headers = {**KEY, "Content-Type": "application/json"}
+    assert "larger than" in _error(client.post("/events", content=huge, headers=headers), 413)
+    broken = client.post("/events", content=b"{not json", headers=headers)
+    assert "JSON" in _error(broken, 422)
+
+
+# -- registry ------------------------------------------------------------------------------------
+def test_runs_reload_and_publish(client: TestClient, shop: Settings) -> None:
+    listed = client.get("/runs").json()
+    assert listed["current"] == current_run(shop.workspace)[0]
+    assert [r["run_id"] for r in listed["runs"] if r["current"]] == [listed["current"]]
+    assert "X-API-Key" in _error(client.post("/admin/reload"), 401)
+    assert client.post("/admin/reload", headers=KEY).json() == {
+        "reloaded": False,
+        "run_id": listed["current"],
+    }
+    assert "no such run" in _error(client.post("/admin/publish/nope", headers=KEY), 404)
+    assert "run_id" in _error(client.post("/admin/publish/.hidden", headers=KEY), 422)
+    again = client.post(f"/admin/publish/{listed['current']}", headers=KEY).json()
+    assert again["run_id"] == listed["current"]
+
+
+# -- pairwise scoring ----------------------------------------------------------------------------
+MARKET_ITEMS = [
+    ("L1", "listing", "Senior Python developer, data platform", "jobs"),
+    ("L2", "listing", "Pastry chef for a busy bakery", "jobs"),
+    ("L3", "listing", "Python backend engineer, APIs and data", "jobs"),
+    ("C1", "candidate", "Python developer with data engineering experience", "people"),
+    ("C2", "candidate", "Baker and pastry chef, ten years in bakeries", "people"),
+    ("C3", "candidate", "Backend engineer: Python APIs, PostgreSQL, data", "people"),
+]
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """A marketplace with listings and candidates, and a content model for embeddings."""
+    workspace = tmp_path_factory.mktemp("market")
+    items = pl.DataFrame(
+        MARKET_ITEMS, schema=["item_id", "entity_type", "title", "category"], orient="row"
+    )
+    items.write_csv(workspace / "items.csv")
+    events = pl.DataFrame(
+        {
+            "user_id": [f"u{n % 4}" for n in range(24)],
+            "item_id": [MARKET_ITEMS[n % 6][0] for n in range(24)],
+            "event_type": ["view"] * 24,
+            "ts": [f"2025-01-{1 + n % 20:02d}T10:00:00Z" for n in range(24)],
+        }
+    )
+    events.write_csv(workspace / "events.csv")
+    ingest([workspace / "items.csv"], "csv", workspace=workspace)
+    ingest([workspace / "events.csv"], "csv", workspace=workspace)
+    settings = load_settings(
+        workspace=workspace,
+        models={"popular": {"kind": "popular"}, "content": {"kind": "content"}},
+        default_model="popular",
+    )
+    lake = Lake(workspace)
+    build(lake.events(), settings, items=lake.items())
+    with TestClient(create_app(settings, web=False)) as test_client:
+        yield test_client
+
+
+def test_score_cosine_between_entity_types(
+    market: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = {
+        "algo": "cosine-sim",
+        "type": "listing-candidate",
+        "item": ["L1", "L2"],
+        "items2": ["C1", "C2", "C3"],
+    }
+    with caplog.at_level(logging.INFO, logger="shoprec.score"):
+        body = market.post("/score", json=request).json()
+    assert body["status"] == "success"
+    assert body["type"] == "listing-candidate"
+    assert body["algo"] == "cosine-sim"
+    assert [r["entity"] for r in body["results"]] == ["L1", "L2"]
+    first, second = body["results"]
+    assert first["entity_type"] == "listing"
+    assert first["match_entity_type"] == "candidate"
+    assert first["matched_entities"] == ["C1", "C2", "C3"]
+    assert datetime.fromisoformat(first["created_at"]).tzinfo is not None
+    # The Python listing is closest to a Python candidate, the bakery to the baker.
+    assert int(np.argmax(first["scores"])) in (0, 2)
+    assert int(np.argmax(second["scores"])) == 1
+    assert all(-1.0 - 1e-6 <= s <= 1.0 + 1e-6 for s in first["scores"] + second["scores"])
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "shoprec.score"]
+    assert logged[-1]["request_id"] == body["request_id"]
+    assert logged[-1]["results"][0]["scores"] == first["scores"]
+
+
+def test_score_euclidean_and_self_similarity(market: TestClient) -> None:
+    same = market.post(
+        "/score",
+        json={"algo": "cosine-sim", "type": "listing-listing", "item": ["L1"], "items2": ["L1"]},
+    ).json()
+    assert same["results"][0]["scores"] == [pytest.approx(1.0, abs=1e-5)]
+    distance = market.post(
+        "/score",
+        json={
+            "algo": "euclidean",
+            "type": "candidate-candidate",
+            "item": ["C1"],
+            "items2": ["C1", "C2", "C3"],
+        },
+    ).json()["results"][0]["scores"]
+    assert distance[0] == pytest.approx(0.0, abs=1e-3)
+    assert distance[1] > distance[2] > 0  # the baker is further from C1 than the engineer
+
+
+def test_score_reports_unknown_and_mistyped_ids_per_entity(market: TestClient) -> None:
+    body = market.post(
+        "/score",
+        json={
+            "algo": "cosine-sim",
+            "type": "listing-candidate",
+            "item": ["L1", "nope", "C1", 42],
+            "items2": ["C1", "missing", "L2"],
+        },
+    ).json()
+    assert body["status"] == "partial"
+    status = {r["entity"]: r["status"] for r in body["results"]}
+    assert status == {
+        "L1": "ok",
+        "nope": "not_found",
+        "C1": "wrong_type: is a candidate",
+        42: "not_found",
+    }
+    assert body["results"][0]["matched_entities"] == ["C1"]
+    assert len(body["results"][0]["scores"]) == 1
+    assert body["unmatched"] == [
+        {"entity": "missing", "status": "not_found"},
+        {"entity": "L2", "status": "wrong_type: is a listing"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("request_body", "field"),
+    [
+        ({"algo": "dot", "type": "a-b", "item": ["x"], "items2": ["y"]}, "algo"),
+        ({"algo": "euclidean", "type": "listing", "item": ["x"], "items2": ["y"]}, "type"),
+        ({"algo": "euclidean", "type": "a-b", "item": [], "items2": ["y"]}, "item"),
+        ({"algo": "euclidean", "type": "a-b", "item": ["x"]}, "items2"),
+        ({"algo": "euclidean", "type": "a-b", "item": ["x"] * 10_001, "items2": ["y"]}, "item"),
+        ({"algo": "euclidean", "type": "a-b", "item": [-1], "items2": ["y"]}, "item"),
+        ({"algo": "euclidean", "type": "a-b", "item": ["x"], "items2": ["y"], "k": 1}, "k"),
+    ],
+)
+def test_score_bad_requests(
+    market: TestClient, request_body: dict[str, object], field: str
+) -> None:
+    assert field in _error(market.post("/score", json=request_body), 422)
