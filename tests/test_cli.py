@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from shoprec.cli import app
 from shoprec.data.lake import Lake
+from shoprec.pipeline.build import current_run
 
 runner = CliRunner()
 
@@ -96,10 +97,17 @@ def test_summary_of_a_missing_workspace(tmp_path: Path) -> None:
 
 
 def test_demo_generates_ingests_and_summarises(workspace: Path) -> None:
-    result = runner.invoke(app, ["demo", "--workspace", str(workspace), "--events", "5000"])
+    result = runner.invoke(
+        app, ["demo", "--workspace", str(workspace), "--events", "5000", "--no-serve"]
+    )
     assert result.exit_code == 0, result.output
     assert "what the lake holds" in result.output
     assert Lake(workspace).events().height == 5_000
-    again = runner.invoke(app, ["demo", "--workspace", str(workspace), "--events", "5000"])
+    again = runner.invoke(
+        app, ["demo", "--workspace", str(workspace), "--events", "5000", "--no-serve"]
+    )
     assert again.exit_code == 0
     assert Lake(workspace).events().height == 5_000  # the same seed adds nothing new
+    run_id, manifest = current_run(workspace)
+    assert manifest["metrics"]["two_stage"]["ndcg@10"] >= 0  # the evaluation went into the run
+    assert (workspace / "models" / run_id / "report" / "report.html").is_file()

@@ -18,6 +18,7 @@ from shoprec.cli.common import (
 )
 from shoprec.cli.data import generate, print_summary
 from shoprec.cli.models import evaluate_workspace, print_results
+from shoprec.cli.serving import serve
 from shoprec.data.ingest import ingest as ingest_files
 from shoprec.data.lake import Lake
 
@@ -27,13 +28,17 @@ def demo(
     workspace: WorkspaceOption = None,
     events: Annotated[int, typer.Option(help="Size of the synthetic shop.")] = 200_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="End by serving the storefront.")
+    ] = True,
+    port: Annotated[int, typer.Option(help="Port of the storefront.")] = 8080,
 ) -> None:
-    """The main job on embedded defaults: generate a shop, ingest, evaluate, build."""
+    """The main job on embedded defaults: generate a shop, ingest, evaluate, build, serve."""
     settings = settings_for(None, workspace)
     source = settings.workspace / "source"
-    console.rule("1/5 generate a synthetic shop")
+    console.rule("1/6 generate a synthetic shop")
     generate(source, events=events, seed=seed)
-    console.rule("2/5 ingest it into the lake")
+    console.rule("2/6 ingest it into the lake")
     table = Table("file", "format", "rows read", "rejected", "new events", "items", "users")
     for name, fmt in (("items.csv", "csv"), ("users.csv", "csv"), ("events.parquet", "parquet")):
         with progress_bar(f"ingesting {name}"):
@@ -60,13 +65,13 @@ def demo(
             ),
         )
     console.print(table)
-    console.rule("3/5 what the lake holds")
+    console.rule("3/6 what the lake holds")
     print_summary(settings.workspace)
     from shoprec.evaluation.report import write_report
     from shoprec.models import parse_model_config
     from shoprec.pipeline.build import build as build_run
 
-    console.rule("4/5 evaluate every model on the same split")
+    console.rule("4/6 evaluate every model on the same split")
     models = {name: parse_model_config(c) for name, c in settings.models.items()}
     result = run(
         partial(evaluate_workspace, settings, models, k=settings.evaluation.k, tune_first=False)
@@ -75,7 +80,7 @@ def demo(
     folder = settings.workspace / "reports" / "demo"
     _, html_path = write_report(result, folder, title="shoprec demo: the synthetic shop")
     console.print(f"report: {html_path}", soft_wrap=True)
-    console.rule("5/5 build and publish the models")
+    console.rule("5/6 build and publish the models")
     lake = Lake(settings.workspace)
     with progress_bar("building"):
         built = run(
@@ -89,7 +94,15 @@ def demo(
             )
         )
     console.print(
-        f"published run {built.run_id} (default model: {built.default_model}); "
-        "try: shoprec recommend --users FILE --output recs.csv",
+        f"published run {built.run_id} (default model: {built.default_model})", soft_wrap=True
+    )
+    if not serve_after:
+        console.print("serve it with: shoprec serve", soft_wrap=True)
+        return
+    console.rule("6/6 serve the storefront and the API")
+    console.print(
+        f"storefront: http://127.0.0.1:{port}/  ·  operator page: http://127.0.0.1:{port}/operator"
+        f"  ·  API docs: http://127.0.0.1:{port}/docs  (Ctrl-C stops)",
         soft_wrap=True,
     )
+    serve(workspace=settings.workspace, port=port)
