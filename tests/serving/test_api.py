@@ -17,7 +17,7 @@ from shoprec.config import Settings, load_settings
 from shoprec.data.ingest import ingest
 from shoprec.data.lake import Lake
 from shoprec.pipeline.build import build, current_run
-from shoprec.serving.app import create_app
+from shoprec.serving.app import create_app, decode_logged_scores
 from tests.serving.conftest import API_KEY
 
 KEY = {"X-API-Key": API_KEY}
@@ -454,7 +454,12 @@ def test_score_cosine_between_entity_types(
     assert all(-1.0 - 1e-6 <= s <= 1.0 + 1e-6 for s in first["scores"] + second["scores"])
     logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "shoprec.score"]
     assert logged[-1]["request_id"] == body["request_id"]
-    assert logged[-1]["results"][0]["scores"] == first["scores"]
+    assert logged[-1]["items"] == ["L1", "L2"]
+    assert logged[-1]["matched"] == ["C1", "C2", "C3"]
+    matrix = decode_logged_scores(logged[-1])
+    assert matrix.shape == (2, 3)
+    np.testing.assert_allclose(matrix[0], first["scores"], atol=1e-5)
+    np.testing.assert_allclose(matrix[1], second["scores"], atol=1e-5)
 
 
 def test_score_euclidean_and_self_similarity(market: TestClient) -> None:

@@ -7,6 +7,7 @@ or id at fault. Writes and admin routes need an ``X-API-Key`` from the settings.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import secrets
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -50,7 +52,7 @@ from shoprec.serving.schemas import (
     ScoreResult,
 )
 
-__all__ = ["Service", "create_app"]
+__all__ = ["Service", "create_app", "decode_logged_scores", "score_batch"]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 score_log = logging.getLogger("shoprec.score")
@@ -488,7 +490,7 @@ def score_batch(engine: Engine, request: ScoreRequest) -> ScoreResponse:
     created = datetime.now(UTC).isoformat()
     matched = [request.items2[i] for i in pairs.right]
     results: list[ScoreResult] = []
-    scored = dict(zip(pairs.left, pairs.scores.tolist(), strict=True))
+    scored = dict(zip(pairs.left, np.round(pairs.scores, 6).tolist(), strict=True))
     for position, entity in enumerate(request.item):
         row = scored.get(position)
         results.append(
@@ -496,7 +498,7 @@ def score_batch(engine: Engine, request: ScoreRequest) -> ScoreResponse:
                 entity=entity,
                 entity_type=left_type,
                 status="ok" if row is not None else pairs.left_status[position],
-                scores=[round(s, 6) for s in row] if row is not None else [],
+                scores=row if row is not None else [],
                 match_entity_type=right_type,
                 matched_entities=matched if row is not None else [],
                 created_at=created,
@@ -515,25 +517,38 @@ def score_batch(engine: Engine, request: ScoreRequest) -> ScoreResponse:
         unmatched=unmatched,
     )
     if score_log.isEnabledFor(logging.INFO):
+        # The whole result, compactly: the score matrix (scored rows × matched entities) as
+        # base64 of little-endian float32, row-major; see decode_logged_scores.
+        matrix = np.ascontiguousarray(pairs.scores, dtype="<f4")
         score_log.info(
             json.dumps(
                 {
                     "event": "score",
                     "request_id": request_id,
+                    "at": created,
                     "run_id": engine.run_id,
                     "type": request.type,
                     "algo": request.algo,
-                    "items": len(left),
-                    "items2": len(right),
+                    "items": request.item,
+                    "items2": request.items2,
                     "ms": round((time.perf_counter() - started) * 1000, 3),
-                    "results": [
-                        {"entity": r.entity, "status": r.status, "scores": r.scores}
-                        for r in results
+                    "scored": [request.item[i] for i in pairs.left],
+                    "matched": matched,
+                    "shape": list(matrix.shape),
+                    "scores_f32": base64.b64encode(matrix.tobytes()).decode("ascii"),
+                    "not_scored": [
+                        {"entity": request.item[i], "status": status}
+                        for i, status in pairs.left_status.items()
                     ],
-                    "matched_entities": matched,
                     "unmatched": unmatched,
                 },
                 default=str,
             )
         )
     return response
+
+
+def decode_logged_scores(line: dict[str, Any]) -> np.ndarray:
+    """The score matrix of one ``score.jsonl`` line (rows: ``scored``, columns: ``matched``)."""
+    raw = base64.b64decode(line["scores_f32"])
+    return np.frombuffer(raw, dtype="<f4").reshape(line["shape"])
