@@ -54,6 +54,17 @@ class _FactorModel(Recommender[Any]):
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
 
     def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        return np.asarray(self.query_vectors(rows, users) @ self.item_factors_.T, np.float32)
+
+    # A user's scores are an inner product of a query vector with each item's vector, so a
+    # vector index can find the best items without scoring the whole catalogue.
+    def item_vectors(self) -> np.ndarray:
+        """Item vectors: a user's scores are ``query_vectors(...) @ item_vectors().T``."""
+        return self.item_factors_
+
+    def query_vectors(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        """The users' factors: learned ones for training users whose rows are unchanged,
+        folded in from their rows for the others (zero without history)."""
         factors = np.zeros((rows.shape[0], self.user_factors_.shape[1]), dtype=np.float32)
         known = users >= 0
         # Training users whose row is exactly their training row keep their learned factors.
@@ -63,7 +74,7 @@ class _FactorModel(Recommender[Any]):
         fold = np.flatnonzero(~unchanged & (rows.getnnz(axis=1) > 0))
         if fold.size:
             factors[fold] = self._fold_in(self._prepare(sp.csr_matrix(rows[fold])))
-        return np.asarray(factors @ self.item_factors_.T, dtype=np.float32)
+        return factors
 
     def _fold_in(self, rows: sp.csr_matrix) -> np.ndarray:
         raise NotImplementedError

@@ -230,6 +230,30 @@ class ContentModel(Recommender[ContentConfig]):
         return np.asarray(matrix @ self.vectors_, dtype=np.float32)
 
     def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        scores = self._nearest(self._preferences(rows, users))
+        if self.config.popularity_weight > 0:
+            prior = self.popularity_ / (self.popularity_.max() or 1.0)
+            has_query = np.any(scores != 0, axis=1)
+            scores[has_query] += self.config.popularity_weight * prior
+        return scores
+
+    # With the cosine metric, a user's scores are an inner product: [unit preference, w] ·
+    # [item vector, popularity prior], so a vector index can find the best items.
+    def item_vectors(self) -> np.ndarray:
+        """Item vectors with the popularity prior appended (cosine metric only)."""
+        if self.config.metric != "cosine":
+            raise NotImplementedError("euclidean content scores are not an inner product")
+        prior = self.popularity_ / (self.popularity_.max() or 1.0)
+        return np.hstack([self.vectors_, prior[:, None]]).astype(np.float32)
+
+    def query_vectors(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        """Unit preference vectors with the popularity weight appended (zero without one)."""
+        preferences = self._preferences(rows, users)
+        has_query = np.linalg.norm(preferences, axis=1) > 0
+        weight = np.where(has_query, self.config.popularity_weight, 0.0)[:, None]
+        return np.hstack([_unit(preferences), weight]).astype(np.float32)
+
+    def _preferences(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
         known = users >= 0
         trained = self.user_items_[np.where(known, users, 0)]
         unchanged = known & np.asarray(abs(trained - rows).sum(axis=1) == 0).ravel()
@@ -241,12 +265,7 @@ class ContentModel(Recommender[ContentConfig]):
             totals = np.asarray(weights.sum(axis=1)).ravel()
             totals[totals == 0] = 1.0
             preferences[other] = np.asarray(weights @ self.vectors_) / totals[:, None]
-        scores = self._nearest(preferences)
-        if self.config.popularity_weight > 0:
-            prior = self.popularity_ / (self.popularity_.max() or 1.0)
-            has_query = np.any(scores != 0, axis=1)
-            scores[has_query] += self.config.popularity_weight * prior
-        return scores
+        return preferences
 
     def _nearest(self, queries: np.ndarray) -> np.ndarray:
         has_query = np.linalg.norm(queries, axis=1) > 0

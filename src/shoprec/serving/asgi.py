@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
 
 from shoprec.config import load_settings
 
@@ -42,6 +43,12 @@ def configure_logging(workspace: Path) -> None:
 def app_from_environment() -> FastAPI:
     from shoprec.serving.app import create_app
 
+    # One request is small work: BLAS and FAISS threads would only fight the other requests
+    # (and the other worker processes) for the cores.
+    threadpool_limits(1)
+    import faiss
+
+    faiss.omp_set_num_threads(1)
     config = os.environ.get(CONFIG_ENV)
     settings = load_settings(Path(config) if config else None)
     configure_logging(settings.workspace)

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from shoprec.data.lake import Lake
 from shoprec.exceptions import ShoprecError
+from shoprec.index import EXACT_BELOW, VectorIndex, build_index
 from shoprec.models import Recommender
 from shoprec.models.base import top_k
 from shoprec.models.content import ContentConfig, ContentModel, ItemVectoriser
@@ -74,6 +75,25 @@ class PairScores:
     right_status: dict[int, str]
 
 
+def _top_row(
+    scores: np.ndarray, n: int, tie_rank: np.ndarray, tie_order: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best items of one row, ties broken by ``tie_rank`` (``tie_order`` is the items
+    sorted by it): what :func:`~shoprec.models.base.top_k` picks, without sorting a long run of
+    equal scores (a user with few non-zero scores)."""
+    finite = np.isfinite(scores)
+    n = min(n, int(finite.sum()))
+    if n <= 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    part = np.argpartition(-np.where(finite, scores, -np.inf), n - 1)[:n]
+    kth = scores[part].min()
+    above = part[scores[part] > kth]
+    above = above[np.lexsort((tie_rank[above], -scores[above]))]
+    tied = tie_order[scores[tie_order] == kth][: n - above.size]
+    chosen = np.concatenate([above, tied])
+    return chosen.astype(np.int64), scores[chosen].astype(np.float32)
+
+
 def _unit(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return np.asarray(np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0))
@@ -88,9 +108,20 @@ class Engine:
         The workspace whose lake holds the catalogue and users.
     run_id, manifest
         The run to serve (``manifest.json`` of ``models/<run_id>/``).
+    exact_below
+        Generators over fewer items score the whole catalogue per request; above, their
+        inner-product scores are searched in an HNSW index.
     """
 
-    def __init__(self, workspace: Path, run_id: str, manifest: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        run_id: str,
+        manifest: dict[str, Any],
+        *,
+        exact_below: int = EXACT_BELOW,
+    ) -> None:
+        self.exact_below = exact_below
         self.workspace = workspace
         self.run_id = run_id
         self.manifest = manifest
@@ -111,7 +142,17 @@ class Engine:
         # Model item index -> catalogue row (-1: not in the catalogue).
         self._model_rows = self.catalogue.rows(self.model.item_ids_.external.tolist())
         self.scorer = CandidateScorer(self.model) if isinstance(self.model, TwoStageModel) else None
+        self._available = self._allowed(None, None, None)  # the list without request filters
+        self._indexes = self._vector_indexes()
+        self._tie_order = {
+            name: np.argsort(generator.tie_rank_, kind="stable")
+            for name, generator in self._generators().items()
+        }
         self._sources = self._similar_sources()
+        self._source_rows = {
+            method: self.catalogue.rows(model.item_ids_.external.tolist())
+            for method, model in self._sources.items()
+        }
         self.embeddings = self._embeddings()
         self._unit_embeddings = _unit(self.embeddings)
 
@@ -122,6 +163,30 @@ class Engine:
             known = ", ".join(self.manifest["models"])
             raise ShoprecError(f"run {self.run_id} has no model {name!r}; it has {known}")
         return Recommender.load(self.run_dir / entry["file"])
+
+    def _generators(self) -> dict[str, Recommender[Any]]:
+        return dict(self.model.generators_) if isinstance(self.model, TwoStageModel) else {}
+
+    def _vector_indexes(self) -> dict[str, VectorIndex]:
+        """For generators whose scores are inner products (ALS, BPR, cosine content) over a
+        large catalogue: an HNSW index, cached in the run folder, instead of scoring every
+        item per request."""
+        indexes: dict[str, VectorIndex] = {}
+        for name, generator in self._generators().items():
+            vectors_of = getattr(generator, "item_vectors", None)
+            if vectors_of is None or len(generator.item_ids_) < self.exact_below:
+                continue
+            try:
+                vectors = vectors_of()
+            except NotImplementedError:
+                continue
+            indexes[name] = build_index(
+                vectors,
+                tie_rank=generator.tie_rank_,
+                cache=self.run_dir / f"index-{name}.faiss",
+                exact_below=self.exact_below,
+            )
+        return indexes
 
     def _models_of_kind(self, kinds: Sequence[str]) -> Recommender[Any] | None:
         """A fitted model of one of ``kinds``: the default model's own generator if it has one,
@@ -194,6 +259,10 @@ class Engine:
         self, category: str | None, min_price: float | None, max_price: float | None
     ) -> np.ndarray:
         """Model items a list may hold: available, in the catalogue, passing the filters."""
+        if category is None and min_price is None and max_price is None:
+            cached: np.ndarray | None = getattr(self, "_available", None)
+            if cached is not None:
+                return cached
         rows = self._model_rows
         in_catalogue = rows >= 0
         safe = np.where(in_catalogue, rows, 0)
@@ -260,15 +329,9 @@ class Engine:
         picked: list[np.ndarray] = []
         values: list[np.ndarray] = []
         for name, generator in model.generators_.items():
-            scores = np.asarray(generator._score(row, users), dtype=np.float32)
-            if not np.any(scores != 0):  # as in batch: nothing to go on, popularity
-                scores = (generator.popularity_ / (generator.popularity_.max() or 1.0) * 1e-3)[
-                    None, :
-                ].astype(np.float32)
-            items, top = top_k(scores, counts[name], generator.tie_rank_)
-            keep = items[0] >= 0
-            picked.append(items[0][keep])
-            values.append(top[0][keep])
+            items, top = self._candidates(name, generator, row, users, counts[name])
+            picked.append(items)
+            values.append(top)
         union, inverse = np.unique(np.concatenate(picked), return_inverse=True)
         scores = np.full((union.size, len(names)), np.nan)
         ranks = np.full((union.size, len(names)), np.nan)
@@ -313,6 +376,30 @@ class Engine:
             found=True,
             cold_start=False,
         )
+
+    def _candidates(
+        self,
+        name: str,
+        generator: Recommender[Any],
+        row: sp.csr_matrix,
+        users: np.ndarray,
+        n: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One generator's ``n`` best items for the user, as the batch path picks them (an
+        index search where the generator has one)."""
+        index = self._indexes.get(name)
+        if index is not None:
+            query = generator.query_vectors(row, users)  # type: ignore[attr-defined]
+            if np.any(query):
+                return index.search(query[0], n)
+            scores = np.zeros(len(generator.item_ids_), np.float32)
+        else:
+            scores = np.asarray(generator._score(row, users), dtype=np.float32)[0]
+        if not np.any(scores):  # as in batch: nothing to go on, popularity
+            scores = (generator.popularity_ / (generator.popularity_.max() or 1.0) * 1e-3).astype(
+                np.float32
+            )
+        return _top_row(scores, n, generator.tie_rank_, self._tie_order[name])
 
     def _single(
         self,
@@ -406,7 +493,7 @@ class Engine:
         scores = np.asarray(model._similar(np.array([index])), dtype=np.float32)
         scores[0, index] = -np.inf
         scores[scores <= 0] = -np.inf
-        rows = self.catalogue.rows(model.item_ids_.external.tolist())
+        rows = self._source_rows[method]
         usable = rows >= 0
         usable[usable] = self.catalogue.available[rows[usable]]
         scores[0, ~usable] = -np.inf

@@ -1,0 +1,258 @@
+"""Serving latency and throughput over HTTP (issue: serving; targets at 200 requests/s:
+recommendations p50 <= 5 ms and p99 <= 25 ms, POST /score with 2 x 100 entities p99 <= 25 ms).
+
+The shop (100,000 items, 100,000 users, built with the full two-stage model) comes from
+``_serving_shop.prepare_shop`` (about 11 minutes the first time; reused afterwards). The server
+is ``shoprec serve`` in its own process on 127.0.0.1; this script is the load generator, in
+another process. Load is open-loop: request ``i`` is sent at ``start + i / rate`` whether or not
+earlier ones have answered, so a slow server cannot slow the offered load down. Latency is
+measured from the moment a request is sent to the end of its response; how late the generator
+itself was (``send_lag``) is reported beside it. Every phase is bounded in time and count.
+
+Phases: warm-up; ``GET /users/{id}/recommendations?k=10`` at ``--rate`` (90 % users the model
+knows, 10 % new visitors); ``POST /score`` (100 × 100 items, cosine) at ``--rate``; then
+recommendations at rising rates until p99 exceeds 25 ms or the achieved rate falls below 97 % of
+the offered one: the highest rate that held is the maximum sustainable throughput.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/serving.py [--workspace /tmp/serving-shop] [--rate 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import polars as pl
+
+from _serving_shop import EVENTS, ITEMS, USERS, prepare_shop
+
+P50_TARGET_MS = 5.0
+P99_TARGET_MS = 25.0
+
+
+@dataclass
+class Phase:
+    name: str
+    offered_rate: float
+    sent: int
+    ok: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+    lag_ms: list[float]
+
+    def summary(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
+        lag = np.asarray(self.lag_ms) if self.lag_ms else np.array([np.nan])
+        return {
+            "phase": self.name,
+            "offered_rate": self.offered_rate,
+            "achieved_rate": round(self.ok / self.seconds, 1) if self.seconds else 0.0,
+            "requests": self.sent,
+            "ok": self.ok,
+            "errors": self.errors,
+            "p50_ms": round(float(np.percentile(lat, 50)), 3),
+            "p90_ms": round(float(np.percentile(lat, 90)), 3),
+            "p99_ms": round(float(np.percentile(lat, 99)), 3),
+            "max_ms": round(float(lat.max()), 3),
+            "send_lag_p99_ms": round(float(np.percentile(lag, 99)), 3),
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def open_loop(
+    client: httpx.AsyncClient,
+    name: str,
+    make_request: Any,
+    rate: float,
+    seconds: float,
+) -> Phase:
+    """Send ``rate * seconds`` requests on schedule; gather each one's latency."""
+    count = int(rate * seconds)
+    latencies: list[float] = []
+    lags: list[float] = []
+    errors = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+
+    async def one(index: int) -> None:
+        nonlocal errors
+        due = start + index / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lags.append(max(0.0, loop.time() - due) * 1000)
+        method, url, body = make_request(index)
+        sent = time.perf_counter()
+        try:
+            response = await client.request(method, url, json=body)
+            ok = response.status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        elapsed = (time.perf_counter() - sent) * 1000
+        if ok:
+            latencies.append(elapsed)
+        else:
+            errors += 1
+
+    began = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(count))), timeout=seconds + 60)
+    return Phase(
+        name, rate, count, len(latencies), errors, time.perf_counter() - began, latencies, lags
+    )
+
+
+def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the server was not ready after {timeout:.0f} s")
+
+
+async def run_load(url: str, args: argparse.Namespace, workspace: Path) -> dict[str, Any]:
+    users = pl.read_parquet(workspace / "lake" / "users.parquet", columns=["user_id"])
+    items = pl.read_parquet(workspace / "lake" / "items.parquet", columns=["item_id"])
+    rng = np.random.default_rng(0)
+    known = rng.choice(users.get_column("user_id").to_numpy(), size=5000).tolist()
+    user_list = [u if rng.random() < 0.9 else f"new-visitor-{n}" for n, u in enumerate(known)]
+    item_ids = items.get_column("item_id").to_numpy()
+
+    def recommendation(index: int) -> tuple[str, str, None]:
+        user = user_list[index % len(user_list)]
+        return "GET", f"/users/{user}/recommendations?k=10", None
+
+    def scoring(index: int) -> tuple[str, str, dict[str, Any]]:
+        chosen = rng.choice(item_ids, size=200, replace=False).tolist()
+        body = {"algo": "cosine-sim", "type": "item-item", "item": chosen[:100]}
+        return "POST", "/score", {**body, "items2": chosen[100:]}
+
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    phases: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        for index in range(300):  # warm-up, sequential
+            await client.request(*recommendation(index)[:2])
+        for index in range(50):
+            method, path, body = scoring(index)
+            await client.request(method, path, json=body)
+        for name, maker in (("recommendations", recommendation), ("score 100x100", scoring)):
+            phase = await open_loop(client, name, maker, args.rate, args.seconds)
+            phases.append(phase.summary())
+            print(json.dumps(phases[-1]))
+        sustained = None
+        for rate in args.steps:
+            phase = (await open_loop(client, "recommendations", recommendation, rate, 10)).summary()
+            phase["phase"] = f"step {rate}/s"
+            phases.append(phase)
+            print(json.dumps(phase))
+            held = (
+                phase["errors"] == 0
+                and phase["p99_ms"] <= P99_TARGET_MS
+                and phase["achieved_rate"] >= 0.97 * rate
+            )
+            if not held:
+                break
+            sustained = rate
+    return {"phases": phases, "max_sustainable_rate": sustained}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workspace", type=Path, default=Path("/tmp/serving-shop"))
+    parser.add_argument("--events", type=int, default=EVENTS)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--users", type=int, default=USERS, help="(smaller for a smoke run)")
+    parser.add_argument("--items", type=int, default=ITEMS, help="(smaller for a smoke run)")
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--steps", type=int, nargs="*", default=[200, 300, 400, 500, 600, 800, 1000]
+    )
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/serving-results.json"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    prepare_shop(
+        args.workspace, events=args.events, seed=args.seed, users=args.users, items=args.items
+    )
+    prepare_seconds = time.perf_counter() - started
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    shoprec = str(Path(sys.executable).parent / "shoprec")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPREC_")}
+    server = subprocess.Popen(
+        [
+            *(shoprec, "serve", "-w", str(args.workspace)),
+            *("--port", str(port), "--workers", str(args.workers)),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        ready_seconds = wait_ready(url, server, timeout=600)
+        result = asyncio.run(run_load(url, args, args.workspace))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    stamp = json.loads((args.workspace / "serving-shop.json").read_text())
+    recs, score = result["phases"][0], result["phases"][1]
+    checks = {
+        "recommendations p50": recs["p50_ms"] <= P50_TARGET_MS,
+        "recommendations p99": recs["p99_ms"] <= P99_TARGET_MS,
+        "recommendations without errors": recs["errors"] == 0,
+        "score p99": score["p99_ms"] <= P99_TARGET_MS,
+        "score without errors": score["errors"] == 0,
+    }
+    summary = {
+        "date": datetime.now(UTC).isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "shop": stamp,
+        "prepare_seconds": round(prepare_seconds, 1),
+        "server_ready_seconds": round(ready_seconds, 1),
+        "workers": args.workers,
+        **result,
+        "checks": checks,
+        "passed": all(checks.values()),
+    }
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    for name, ok in checks.items():
+        print(f"{name}: {'PASS' if ok else 'FAIL'}")
+    print(
+        f"max sustainable rate: {result['max_sustainable_rate']}/s; server ready in "
+        f"{ready_seconds:.1f} s; results in {args.out}"
+    )
+    return 0 if summary["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

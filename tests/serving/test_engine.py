@@ -1,0 +1,95 @@
+"""The engine's fast paths agree with the models' own: top-n of one row, vector indexes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shoprec.config import Settings
+from shoprec.index import ExactIndex, FaissIndex, build_index
+from shoprec.models.base import top_k
+from shoprec.pipeline.build import current_run
+from shoprec.serving.engine import Engine, _top_row
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, 0.0, 1.0, 2.0, 0.5, -1.0, -np.inf]), min_size=1, max_size=60),
+    st.integers(min_value=1, max_value=70),
+    st.randoms(use_true_random=False),
+)
+def test_top_row_picks_what_top_k_picks(values: list[float], n: int, random: object) -> None:
+    scores = np.asarray(values, dtype=np.float32)
+    tie_rank = np.arange(scores.size)
+    random.shuffle(tie_rank)  # type: ignore[attr-defined]
+    expected_items, expected_scores = top_k(scores[None, :], n, tie_rank)
+    keep = expected_items[0] >= 0
+    items, chosen = _top_row(scores, n, tie_rank, np.argsort(tie_rank, kind="stable"))
+    np.testing.assert_array_equal(items, expected_items[0][keep])
+    np.testing.assert_array_equal(chosen, expected_scores[0][keep])
+
+
+def test_indexes_find_the_best_inner_products() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3000, 16)).astype(np.float32)
+    query = rng.normal(size=16).astype(np.float32)
+    truth = np.argsort(-(vectors @ query))[:50]
+    exact_items, exact_scores = ExactIndex(vectors).search(query, 50)
+    np.testing.assert_array_equal(exact_items, truth)
+    np.testing.assert_allclose(exact_scores, (vectors @ query)[truth], rtol=1e-5)
+    approximate, scores = FaissIndex.build(vectors).search(query, 50)
+    assert len(set(approximate.tolist()) & set(truth.tolist())) >= 45  # recall >= 0.9
+    np.testing.assert_allclose(scores, vectors[approximate] @ query, rtol=1e-4, atol=1e-4)
+    assert np.all(np.diff(scores) <= 1e-6)
+    assert isinstance(build_index(vectors, exact_below=5000), ExactIndex)
+
+
+def test_faiss_index_is_cached_in_the_run(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(500, 8)).astype(np.float32)
+    cache = tmp_path / "index.faiss"
+    built = build_index(vectors, cache=cache, exact_below=100)
+    assert isinstance(built, FaissIndex)
+    assert cache.is_file()
+    loaded = build_index(vectors, cache=cache, exact_below=100)
+    query = vectors[7]
+    np.testing.assert_array_equal(built.search(query, 10)[0], loaded.search(query, 10)[0])
+
+
+@pytest.fixture(scope="module")
+def engines(shop: Settings) -> tuple[Engine, Engine]:
+    run_id, manifest = current_run(shop.workspace)
+    exact = Engine(shop.workspace, run_id, manifest)
+    indexed = Engine(shop.workspace, run_id, manifest, exact_below=1)
+    return exact, indexed
+
+
+def test_indexed_candidates_match_the_exact_ones(engines: tuple[Engine, Engine]) -> None:
+    exact, indexed = engines
+    assert not exact._indexes
+    assert set(indexed._indexes) == {"als", "content"}
+    users = exact.model.user_ids_.external[:60].tolist()
+    overlap = []
+    for user in users:
+        a = [r.item_id for r in exact.recommend(user, 10).items]
+        b = [r.item_id for r in indexed.recommend(user, 10).items]
+        assert len(b) == 10
+        overlap.append(len(set(a) & set(b)) / 10)
+    assert np.mean(overlap) >= 0.9
+
+
+def test_engine_answers_as_the_batch_model(engines: tuple[Engine, Engine]) -> None:
+    """The array path serves the lists the model's batch ``recommend`` gives."""
+    exact, _ = engines
+    users = exact.model.user_ids_.external[:40].tolist()
+    batch = exact.model.recommend(users, k=10)
+    agree = []
+    for user in users:
+        served = [r.item_id for r in exact.recommend(user, 10).items]
+        expected = batch.filter(batch["user_id"] == user)["item_id"].to_list()
+        agree.append(len(set(served) & set(expected)) / 10)
+    assert np.mean(agree) >= 0.95
