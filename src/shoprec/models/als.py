@@ -82,11 +82,16 @@ class _FactorModel(Recommender[Any]):
     reason = "matches your taste"
 
     def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
-        unit = self.item_factors_ / np.maximum(
-            np.linalg.norm(self.item_factors_, axis=1, keepdims=True), 1e-12
-        )
+        def unit(index: np.ndarray) -> np.ndarray:
+            vectors = self.item_factors_[index]
+            norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            return np.asarray(vectors / norms)
+
         return self._anchored(
-            rows, items, lambda history, picks: unit[history] @ unit[picks].T, "similar to {title}"
+            rows,
+            items,
+            lambda history, picks: unit(history) @ unit(picks).T,
+            "similar to {title}",
         )
 
     def _similar(self, items: np.ndarray) -> np.ndarray:

@@ -81,16 +81,33 @@ def _top_row(
     """The ``n`` best items of one row, ties broken by ``tie_rank`` (``tie_order`` is the items
     sorted by it): what :func:`~shoprec.models.base.top_k` picks, without sorting a long run of
     equal scores (a user with few non-zero scores)."""
-    finite = np.isfinite(scores)
-    n = min(n, int(finite.sum()))
+    n = min(n, scores.size)
     if n <= 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
-    part = np.argpartition(-np.where(finite, scores, -np.inf), n - 1)[:n]
+    part = np.argpartition(-scores, n - 1)[:n]
     kth = scores[part].min()
+    if kth == -np.inf:  # fewer than n finite scores: those are all
+        part = part[np.isfinite(scores[part])]
+        kth = scores[part].min() if part.size else -np.inf
     above = part[scores[part] > kth]
     above = above[np.lexsort((tie_rank[above], -scores[above]))]
-    tied = tie_order[scores[tie_order] == kth][: n - above.size]
-    chosen = np.concatenate([above, tied])
+    need = part.size - above.size
+    if need == 0:
+        chosen = above
+    elif np.count_nonzero(scores == kth) == need:  # no tie beyond the partition
+        tied = part[scores[part] == kth]
+        chosen = np.concatenate([above, tied[np.argsort(tie_rank[tied], kind="stable")]])
+    else:  # many items tie with the last one (often at zero): the lowest tie ranks win
+        found: list[np.ndarray] = []
+        start, step, count = 0, max(4 * need, 256), 0
+        while count < need and start < tie_order.size:
+            window = tie_order[start : start + step]
+            match = window[scores[window] == kth]
+            found.append(match)
+            count += match.size
+            start += step
+            step *= 4
+        chosen = np.concatenate([above, *found])[: above.size + need]
     return chosen.astype(np.int64), scores[chosen].astype(np.float32)
 
 
@@ -148,6 +165,12 @@ class Engine:
             name: np.argsort(generator.tie_rank_, kind="stable")
             for name, generator in self._generators().items()
         }
+        self._fixed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, generator in self._generators().items():
+            if generator.config.kind == "popular" and generator.config.mode != "category":
+                nobody = sp.csr_matrix(np.zeros((1, len(generator.item_ids_)), np.float32))
+                depth = self.model._candidate_counts()[name]  # type: ignore[attr-defined]
+                self._fixed[name] = self._candidates(name, generator, nobody, np.array([-1]), depth)
         self._sources = self._similar_sources()
         self._source_rows = {
             method: self.catalogue.rows(model.item_ids_.external.tolist())
@@ -387,6 +410,9 @@ class Engine:
     ) -> tuple[np.ndarray, np.ndarray]:
         """One generator's ``n`` best items for the user, as the batch path picks them (an
         index search where the generator has one)."""
+        fixed = self._fixed.get(name)
+        if fixed is not None:  # the same list for everyone
+            return fixed[0][:n], fixed[1][:n]
         index = self._indexes.get(name)
         if index is not None:
             query = generator.query_vectors(row, users)  # type: ignore[attr-defined]
