@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -30,6 +30,7 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoprec.config import Settings
 from shoprec.exceptions import ShoprecError
@@ -59,6 +60,43 @@ score_log = logging.getLogger("shoprec.score")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 503)
 }
+
+
+class Measured:
+    """ASGI middleware: refuses bodies over the limit (413) and counts every request's route,
+    status and latency for ``/metrics``."""
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > MAX_BODY_BYTES):
+                refusal = JSONResponse(
+                    {"error": f"request body is larger than {MAX_BODY_BYTES} bytes"},
+                    status_code=413,
+                )
+                await refusal(scope, receive, send)
+                return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.service.latency.labels(route).observe(time.perf_counter() - started)
+            self.service.requests.labels(scope["method"], route, str(status)).inc()
 
 
 def _service(request: Request) -> Service:
@@ -228,21 +266,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
     async def bad_request(_: Request, exc: ShoprecError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=400)
 
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse(
-                {"error": f"request body is larger than {MAX_BODY_BYTES} bytes"}, status_code=413
-            )
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        service.latency.labels(route).observe(time.perf_counter() - started)
-        service.requests.labels(request.method, route, str(response.status_code)).inc()
-        return response
+    app.add_middleware(Measured, service=service)
 
     # -- health ---------------------------------------------------------------------------------
     @app.get("/health", tags=["operations"])
