@@ -31,6 +31,8 @@ def test_build_publishes_a_run(tmp_path: Path) -> None:
     assert set(manifest["models"]) == set(settings.models)
     assert manifest["data"]["events"] == 80
     assert manifest["default_model"] == "two_stage"
+    assert manifest["artefacts"]["two_stage.pkl"] > 0
+    assert set(manifest["artefacts"]) == {f"{name}.pkl" for name in settings.models}
     model, name = load_model(tmp_path)
     assert name == "two_stage"
     assert model.recommend(["u1"], k=3).height == 3

@@ -123,6 +123,11 @@ def build(
             "test_users": evaluation.n_test_users,
         }
         write_report(evaluation, run_dir / "report", title=f"shoprec run {run_id}")
+    manifest["artefacts"] = {
+        str(path.relative_to(run_dir)): path.stat().st_size
+        for path in sorted(run_dir.rglob("*"))
+        if path.is_file()
+    }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     if publish_run:
         publish(settings.workspace, run_id)
