@@ -3,8 +3,15 @@
 Training is point-in-time correct. With ``w`` the label window, generators and features are
 built from events before ``end - 2w`` and labelled by the purchases of ``[end - 2w, end - w)``
 (the training block); a second block one window later (``end - w``) is the time-ordered
-validation set for early stopping. For serving, the generators are refitted on everything and
-the features taken as of the end of the data.
+validation set for early stopping; once that has chosen the number of trees, the ranker is
+refitted on both blocks (``refit_with_validation``). For serving, the generators are refitted on
+everything and the features taken as of the end of the data.
+
+Besides the generators' scores and ranks (and how many generators proposed a candidate, and
+their reciprocal-rank fusion), the ranker sees user, item and user × item features, including
+the shopper's taste: category affinity from all events and from purchases, the item's share of
+its category's activity per day on sale, and the shopper's share of the item's price band
+(see :func:`shoprec.features.build.compute_features`).
 """
 
 from __future__ import annotations
