@@ -157,6 +157,27 @@ class CandidateScorer:
             else:
                 self.plan.append((name, None))  # derived: price_ratio, distance_km, shares
         self.user_position = {n: i for i, n in enumerate(self.user_names)}
+        # Where each block of the plan goes: (matrix columns, source columns) per kind.
+        self.blocks = {
+            kind: (
+                np.array([c for c, (k, _) in enumerate(self.plan) if k == kind], np.int64),
+                np.array([w for k, w in self.plan if k == kind], np.int64),
+            )
+            for kind in ("item", "user", "pair")
+        }
+        for part in ("score", "rank"):
+            chosen = [
+                (column, where[0])
+                for column, (kind, where) in enumerate(self.plan)
+                if kind == "generator" and where[1] == part
+            ]
+            self.blocks[part] = (
+                np.array([c for c, _ in chosen], np.int64),
+                np.array([g for _, g in chosen], np.int64),
+            )
+        self.pair_absent = np.array(
+            [0.0 if name in PAIR_COUNTS else np.nan for name in self.pair_names], np.float64
+        )
         self.booster = getattr(model.ranker_, "booster_", None)
         info = model.item_info_
         available = (
@@ -186,18 +207,27 @@ class CandidateScorer:
         pairs = self.pairs.get(user_id, {})
         derived = self._derived(user_id, items, ranks)
         matrix = np.full((n, len(self.plan)), np.nan)
-        for column, (kind, where) in enumerate(self.plan):
-            if kind == "generator":
-                index, part = where
-                matrix[:, column] = (scores if part == "score" else ranks)[:, index]
-            elif kind == "item":
-                matrix[:, column] = self.item_matrix[items, where]
-            elif kind == "user":
-                matrix[:, column] = user[where] if user is not None else np.nan
-            elif kind == "pair":
-                absent = 0.0 if self.pair_names[where] in PAIR_COUNTS else np.nan
-                matrix[:, column] = [pairs[i][where] if i in pairs else absent for i in items]
-            elif kind == "price_ratio":
+        # The array blocks at once: generators' scores and ranks, item, user and pair columns.
+        for part, values in (("score", scores), ("rank", ranks)):
+            columns, sources = self.blocks[part]
+            matrix[:, columns] = values[:, sources]
+        columns, sources = self.blocks["item"]
+        matrix[:, columns] = self.item_matrix[np.ix_(items, sources)]
+        columns, sources = self.blocks["user"]
+        if user is not None:
+            matrix[:, columns] = user[sources]
+        columns, sources = self.blocks["pair"]
+        if columns.size:
+            block = np.tile(self.pair_absent, (n, 1))
+            for row, item in enumerate(items.tolist()):
+                known = pairs.get(item)
+                if known is not None:
+                    block[row] = known
+            matrix[:, columns] = block[:, sources]
+        for column, (kind, _) in enumerate(self.plan):
+            if kind in ("generator", "item", "user", "pair"):
+                continue
+            if kind == "price_ratio":
                 median = (
                     user[self.user_position["user_price_median"]] if user is not None else np.nan
                 )
