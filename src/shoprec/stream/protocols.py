@@ -1,0 +1,103 @@
+"""The two Protocols of the real-time path; implementations live beside them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+__all__ = ["Delivery", "EventBus", "LiveState"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message taken from the bus: its id, the event (None if it could not be decoded)
+    and, for a malformed message, why; ``attempts`` counts deliveries of this message."""
+
+    message_id: str
+    event: dict[str, Any] | None
+    raw: str
+    error: str | None = None
+    attempts: int = 1
+
+
+class EventBus(Protocol):
+    """Events in, delivered to a consumer group, acknowledged once applied.
+
+    An event is a JSON-ready dict in the canonical lake columns (``event_id``, ``user_id``,
+    ``item_id``, ``event_type``, ``ts`` ISO-8601, ...). Unacknowledged deliveries are delivered
+    again (to any consumer) after ``idle_ms`` without an acknowledgement.
+    """
+
+    def publish(self, events: Sequence[dict[str, Any]]) -> list[str]:
+        """Append events; their message ids."""
+        ...
+
+    def consume(self, consumer: str, count: int = 100, block_ms: int = 100) -> list[Delivery]:
+        """Up to ``count`` deliveries for ``consumer``: first pending ones idle longer than the
+        bus's ``idle_ms`` (re-delivery after a consumer died), then new ones; waits up to
+        ``block_ms`` when there is nothing."""
+        ...
+
+    def ack(self, message_ids: Sequence[str]) -> None:
+        """The events are applied: never deliver them again."""
+        ...
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move a message that cannot be applied to the dead-letter stream, with the reason,
+        and acknowledge it (never retried forever, never dropped)."""
+        ...
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """The dead-lettered messages: ``{"message_id", "raw", "reason"}``."""
+        ...
+
+    def pending(self) -> int:
+        """Delivered but not yet acknowledged messages."""
+        ...
+
+    def backlog(self) -> int:
+        """Messages published but not yet delivered to the group."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LiveState(Protocol):
+    """Per-user live state shared by API replicas and workers (DESIGN §6)."""
+
+    def apply(self, event: dict[str, Any]) -> bool:
+        """Apply one event atomically, exactly once by ``event_id``: remember the id (bounded
+        set), push ``(item_id, event_type)`` onto the user's recent items (bounded), count the
+        event per user and per item by type. False if the id was already applied."""
+        ...
+
+    def recent(self, user_id: str) -> list[tuple[str, str]]:
+        """The user's recent ``(item_id, event_type)``, oldest first."""
+        ...
+
+    def set_vector(self, user_id: str, name: str, vector: np.ndarray) -> None:
+        """Store a user's vector (``content`` preference, ``collaborative`` factors)."""
+        ...
+
+    def vector(self, user_id: str, name: str) -> np.ndarray | None: ...
+
+    def user_counters(self, user_id: str) -> dict[str, int]:
+        """Events applied for the user, by event type."""
+        ...
+
+    def item_counters(self, item_id: str) -> dict[str, int]:
+        """Events applied for the item, by event type (live popularity)."""
+        ...
+
+    def applied_count(self) -> int:
+        """How many distinct events were applied (for checks and metrics)."""
+        ...
+
+    def was_applied(self, event_id: str) -> bool: ...
+
+    def clear(self) -> None:
+        """Forget everything (tests, a rebuilt model)."""
+        ...
