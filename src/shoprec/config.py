@@ -119,6 +119,18 @@ class ServingSettings(_Strict):
     recent_events: int = Field(
         default=50, ge=1, le=10_000, description="live events remembered per user"
     )
+    bus: str = Field(
+        default="memory://",
+        description="event bus: memory:// (in process, logged to <workspace>/stream/bus) or "
+        "redis://host:port/db",
+    )
+    state: str = Field(
+        default="memory://", description="live user state: memory:// or redis://host:port/db"
+    )
+    worker: bool = Field(
+        default=True,
+        description="apply events in a thread of the server (false: run 'shoprec consume')",
+    )
     demo_login: bool = Field(
         default=True, description="the storefront's password-less sign-in (a demo, not auth)"
     )

@@ -145,7 +145,7 @@ def test_sign_in_search_view_and_see_the_home_page_change(chromium: Path, server
             after = cards(page)
             assert after != before  # the view changed the recommendations
             assert not any("cold start" in card for card in after)
-            assert server.service.activity.history(user) == [(item_id, "view")]
+            assert server.service.history(user) == [(item_id, "view")]
             shot(page, "6-home-after-view")
 
             page.goto(server.url + "/shop/search?min_price=cheap")

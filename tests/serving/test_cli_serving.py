@@ -109,6 +109,9 @@ def test_serve_checks_its_arguments(tmp_path: Path) -> None:
     result = runner.invoke(app, ["serve", "-w", str(tmp_path), "--port", "70000"])
     assert result.exit_code == 2
     assert "--port" in result.stderr
+    result = runner.invoke(app, ["serve", "-w", str(tmp_path), "--workers", "2"])
+    assert result.exit_code == 2
+    assert "shared event bus" in result.stderr
     result = runner.invoke(app, ["serve", "-w", str(tmp_path), "--workers", "0"])
     assert result.exit_code == 2
     assert "--workers" in result.stderr

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
 from shoprec.config import Settings, load_settings
+from shoprec.data.lake import Lake
 from shoprec.serving.app import Service, create_app
 from shoprec.serving.catalogue import SearchQuery
 from shoprec.serving.engine import Engine
@@ -159,7 +162,7 @@ def test_sign_in_disabled_by_the_settings(shop: Settings) -> None:
         assert "Signed in as" not in html
         assert "Demo sign-in" not in html
         client.get("/shop/items/P000001")
-        assert _service(client).activity.history("U0000001") == []
+        assert _service(client).history("U0000001") == []
 
 
 def test_search_text_and_filters(client: TestClient) -> None:
@@ -245,7 +248,7 @@ def test_item_page_shows_details_and_related_lists(client: TestClient) -> None:
     assert "Bought together" in html
     assert "related-collaborative" in html
     assert "Your view of this item was recorded" not in html  # a visitor records nothing
-    assert len(_service(client).activity) == 0
+    assert _service(client).state.applied_count() == 0
 
 
 def test_an_unknown_item_is_a_friendly_404(client: TestClient) -> None:
@@ -268,16 +271,14 @@ def test_viewing_an_item_turns_a_cold_start_into_recommendations(client: TestCli
     viewed = "P000001"
     page = client.get(f"/shop/items/{viewed}").text
     assert "Your view of this item was recorded" in page
-    assert service.activity.history(user) == [(viewed, "view")]
-    logged = [
-        json.loads(line)
-        for path in service.log.files()
-        for line in path.read_text().splitlines()
-        if f'"user_id": "{user}"' in line
-    ]
-    assert [(e["item_id"], e["event_type"], e["source"]) for e in logged] == [
-        (viewed, "view", "api")
-    ]
+    assert service.history(user) == [(viewed, "view")]
+    lake = Lake(service.workspace)
+    deadline = time.monotonic() + 10
+    logged = lake.events().filter(pl.col("user_id") == user)
+    while logged.height == 0 and time.monotonic() < deadline:  # the worker flushes each second
+        time.sleep(0.05)
+        logged = lake.events().filter(pl.col("user_id") == user)
+    assert logged.select("item_id", "event_type", "source").rows() == [(viewed, "view", "api")]
     after = client.get("/").text
     assert 'data-cold-start="no"' in after
     assert "Cold start" not in after
@@ -298,7 +299,7 @@ def test_a_known_users_home_reflects_the_view(client: TestClient) -> None:
     after = client.get("/").text
     # What the view changes depends on the model; the page shows the list with it folded in.
     expected = service.recommendations(service.engine, "U0000005", 12)
-    assert service.activity.history("U0000005") == [("P000259", "view")]
+    assert service.history("U0000005") == [("P000259", "view")]
     assert _cards(after) == [(r.item_id, r.reason) for r in expected.items]
     assert _listed(after, "recent") == ["P000259"]
 

@@ -33,23 +33,48 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Apply events in a thread of the server (default), or leave them to "
+            "'shoprec consume'.",
+        ),
+    ] = None,
+    bus: Annotated[str | None, typer.Option(help="Event bus URL (default memory://).")] = None,
+    state: Annotated[str | None, typer.Option(help="Live state URL (default memory://).")] = None,
 ) -> None:
     """Serve the API and the storefront of the published run; a newly published run is
     picked up without a restart."""
     settings = settings_for(config, workspace)
     serving = settings.serving
     chosen_host = host or serving.host
-    chosen_port = port or serving.port
-    chosen_workers = workers or serving.workers
+    chosen_port = port if port is not None else serving.port
+    chosen_workers = workers if workers is not None else serving.workers
     if not 1 <= chosen_port <= 65535:
         run(lambda: _fail(f"--port must be between 1 and 65535, not {chosen_port}"))
     if chosen_workers < 1:
         run(lambda: _fail(f"--workers must be at least 1, not {chosen_workers}"))
+    shared = [
+        url for url in (bus or serving.bus, state or serving.state) if url.startswith("memory:")
+    ]
+    if chosen_workers > 1 and shared:
+        run(
+            lambda: _fail(
+                f"--workers {chosen_workers} needs a shared event bus and live state: "
+                f"{shared[0]} lives in one process; use --bus redis://… --state redis://…"
+            )
+        )
     import uvicorn
 
     from shoprec.serving.asgi import CONFIG_ENV
 
-    # Every worker process builds the app from the same settings (file and workspace).
+    # Every worker process builds the app from the same settings (file, workspace, overrides).
+    for name, value in (("BUS", bus), ("STATE", state)):
+        if value is not None:
+            os.environ[f"SHOPREC_SERVING__{name}"] = value
+    if worker is not None:
+        os.environ["SHOPREC_SERVING__WORKER"] = "true" if worker else "false"
     if config is not None:
         os.environ[CONFIG_ENV] = str(config.resolve())
     os.environ["SHOPREC_WORKSPACE"] = str(settings.workspace.resolve())
@@ -176,3 +201,68 @@ def score(
     if failed:
         errors.print(f"[bold red]error:[/] {failed} request line(s) of {input} were invalid")
         raise typer.Exit(code=2)
+
+
+@app.command()
+def consume(
+    bus: Annotated[
+        str | None, typer.Option(help="Event bus URL (default: serving.bus, memory://).")
+    ] = None,
+    state: Annotated[
+        str | None, typer.Option(help="Live state URL (default: serving.state, memory://).")
+    ] = None,
+    consumer: Annotated[
+        str | None, typer.Option(help="This worker's name in the consumer group.")
+    ] = None,
+    until_idle: Annotated[
+        bool, typer.Option(help="Stop when nothing is pending or waiting (batch catch-up).")
+    ] = False,
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Apply events from the bus to the live state and the lake, exactly once (the worker as
+    its own process, beside 'shoprec serve --no-worker' replicas)."""
+    settings = settings_for(config, workspace)
+
+    def body() -> None:
+        import socket
+
+        from shoprec.data.lake import Lake
+        from shoprec.serving.asgi import configure_logging
+        from shoprec.serving.registry import Registry
+        from shoprec.stream.bus import open_bus
+        from shoprec.stream.state import open_state
+        from shoprec.stream.worker import Worker
+
+        serving = settings.serving
+        configure_logging(settings.workspace)
+        opened_bus = open_bus(bus or serving.bus, folder=settings.workspace / "stream" / "bus")
+        opened_state = open_state(state or serving.state, recent=serving.recent_events)
+        registry = Registry(settings.workspace, poll_seconds=serving.reload_seconds)
+        registry.start()
+        worker = Worker(
+            opened_bus,
+            opened_state,
+            Lake(settings.workspace),
+            engine=lambda: registry.engine if registry.ready else None,
+            consumer=consumer or f"worker-{socket.gethostname()}-{os.getpid()}",
+        )
+        console.print(
+            f"consuming {bus or serving.bus} into {state or serving.state} as {worker.consumer}"
+            + (" until idle" if until_idle else " (Ctrl-C stops)"),
+            soft_wrap=True,
+        )
+        try:
+            stats = worker.run(until_idle=until_idle)
+        except KeyboardInterrupt:
+            worker.flush()
+            stats = worker.stats
+        finally:
+            registry.stop()
+            opened_bus.close()
+        console.print(
+            f"applied {stats.applied:,} events ({stats.duplicates:,} already applied, "
+            f"{stats.dead_lettered:,} dead-lettered), {stats.lake_added:,} added to the lake"
+        )
+
+    run(body)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,11 +35,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoprec.config import Settings
+from shoprec.data.lake import Lake
 from shoprec.exceptions import ShoprecError
 from shoprec.pipeline.build import list_runs, publish
 from shoprec.serving.catalogue import SearchQuery
 from shoprec.serving.engine import Engine, RecommendationList, SimilarMethod
-from shoprec.serving.live import EventLog, RecentActivity
 from shoprec.serving.registry import NotReadyError, Registry
 from shoprec.serving.schemas import (
     MAX_BATCH_EVENTS,
@@ -52,6 +54,10 @@ from shoprec.serving.schemas import (
     ScoreResponse,
     ScoreResult,
 )
+from shoprec.stream.bus import open_bus
+from shoprec.stream.protocols import EventBus, LiveState
+from shoprec.stream.state import open_state
+from shoprec.stream.worker import Worker
 
 __all__ = ["Service", "create_app", "decode_logged_scores", "score_batch"]
 
@@ -104,7 +110,10 @@ def _service(request: Request) -> Service:
     return service
 
 
-def _engine(request: Request) -> Engine:
+# The request routes that only compute (recommendations, similar items, scores) are async:
+# they run on the event loop one at a time instead of crowding the thread pool, where threads
+# would only fight over the GIL.
+async def _engine(request: Request) -> Engine:
     return _service(request).engine
 
 
@@ -142,8 +151,10 @@ class Service:
         self.registry = registry or Registry(
             settings.workspace, poll_seconds=settings.serving.reload_seconds
         )
-        self.activity = RecentActivity(per_user=settings.serving.recent_events)
-        self.log = EventLog(settings.workspace / "stream")
+        # The bus, the live state and the worker open when the app starts (its lifespan).
+        self._bus: EventBus | None = None
+        self._state: LiveState | None = None
+        self.worker: Worker | None = None
         self.metrics = CollectorRegistry()
         self.requests = Counter(
             "shoprec_requests",
@@ -171,8 +182,10 @@ class Service:
             secrets.compare_digest(key, known) for known in self.settings.api_keys
         )
 
-    def accept(self, events: list[EventIn]) -> list[str]:
-        """Check, log and apply events; returns their ids (raises HTTP 422 on a bad one)."""
+    def accept(self, events: list[EventIn], *, wait_seconds: float = 0.0) -> list[str]:
+        """Check events and publish them to the bus; returns their ids (HTTP 422 on a bad
+        one). With ``wait_seconds``, wait (that long at most) until the worker has applied
+        them, so the caller reads its own writes (the storefront does)."""
         received = datetime.now(UTC)
         rows = []
         for position, event in enumerate(events):
@@ -181,10 +194,22 @@ class Service:
                     422, f"events[{position}].item_id: a {event.event_type} event needs an item_id"
                 )
             rows.append(event.canonical(received))
-        self.log.append(rows)
-        self.activity.add(rows)
+        try:
+            self.bus.publish(rows)
+        except ShoprecError as exc:
+            raise HTTPException(503, f"the event bus cannot take events now: {exc}") from None
         self.events_accepted.inc(len(rows))
-        return [row["event_id"] for row in rows]
+        ids = [row["event_id"] for row in rows]
+        deadline = time.monotonic() + wait_seconds
+        while wait_seconds and not all(self.state.was_applied(i) for i in ids):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.002)
+        return ids
+
+    def history(self, user_id: str) -> list[tuple[str, str]]:
+        """The user's live ``(item_id, event_type)`` events, oldest first."""
+        return self.state.recent(user_id)
 
     def recommendations(
         self,
@@ -193,7 +218,52 @@ class Service:
         k: int,
         **options: Any,
     ) -> RecommendationList:
-        return engine.recommend(user_id, k, history=self.activity.history(user_id), **options)
+        history = self.state.recent(user_id)
+        vectors = {}
+        if history:
+            for name in engine.vector_names():
+                vector = self.state.vector(user_id, name)
+                if vector is not None:
+                    vectors[name] = vector
+        return engine.recommend(user_id, k, history=history, vectors=vectors, **options)
+
+    @property
+    def bus(self) -> EventBus:
+        if self._bus is None:
+            raise NotReadyError("the event bus is not open: the server is starting or stopping")
+        return self._bus
+
+    @property
+    def state(self) -> LiveState:
+        if self._state is None:
+            raise NotReadyError("the live state is not open: the server is starting or stopping")
+        return self._state
+
+    def start(self) -> None:
+        """Open the bus and the live state, load the published run, start the worker."""
+        serving = self.settings.serving
+        self._bus = open_bus(serving.bus, folder=self.workspace / "stream" / "bus")
+        self._state = open_state(serving.state, recent=serving.recent_events)
+        self.registry.start()
+        if serving.worker:
+            self.worker = Worker(
+                self._bus,
+                self._state,
+                Lake(self.workspace),
+                engine=lambda: self.registry.engine if self.registry.ready else None,
+                consumer=f"api-{socket.gethostname()}-{os.getpid()}",
+                block_ms=20,
+            )
+            self.worker.start()
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        self.registry.stop()
+        if self._bus is not None:
+            self._bus.close()
+            self._bus = None
 
 
 def list_response(
@@ -233,9 +303,9 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        service.registry.start()
+        service.start()
         yield
-        service.registry.stop()
+        service.stop()
 
     app = FastAPI(
         title="shoprec",
@@ -287,7 +357,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
 
     # -- recommendations ------------------------------------------------------------------------
     @app.get("/users/{user_id}/recommendations", tags=["recommendations"])
-    def user_recommendations(
+    async def user_recommendations(
         served: Served,
         user_id: IdPath,
         k: K = 10,
@@ -328,7 +398,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
         return list_response(served, answer, user_id=user_id)
 
     @app.get("/items/{item_id}/similar", tags=["recommendations"])
-    def similar_items(
+    async def similar_items(
         served: Served,
         item_id: IdPath,
         k: K = 10,
@@ -340,7 +410,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
 
     # -- pairwise scoring -----------------------------------------------------------------------
     @app.post("/score", tags=["scoring"])
-    def score(served: Served, request: ScoreRequest) -> ScoreResponse:
+    async def score(served: Served, request: ScoreRequest) -> ScoreResponse:
         """Scores between two lists of entities, by their embeddings, in one computation."""
         return score_batch(served, request)
 
@@ -449,7 +519,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
         _check_id("user_id", user_id)
         private = service.key_valid(x_api_key) or request.cookies.get("shoprec_user") == user_id
         profile = served.users.profile(user_id, private=private)
-        recent = service.activity.history(user_id)
+        recent = service.history(user_id)
         known = bool((served.model.user_ids_.to_index([user_id]) >= 0).any())
         if profile is None and not recent and not known:
             raise HTTPException(404, f"user {user_id!r} is unknown")

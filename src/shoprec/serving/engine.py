@@ -255,6 +255,39 @@ class Engine:
         vectoriser = ItemVectoriser(ContentConfig()).fit(self.catalogue.frame)
         return np.asarray(vectoriser.transform(self.catalogue.frame), np.float32)
 
+    # -- live state ------------------------------------------------------------------------------
+    def vector_name(self, generator: str) -> str:
+        """The key of a generator's live user vector: tied to this run (a new run's factors
+        mean something else)."""
+        return f"{self.run_id}:{generator}"
+
+    def vector_names(self) -> list[str]:
+        """Keys of the live vectors :meth:`live_vectors` computes for this run."""
+        return [
+            self.vector_name(name)
+            for name, generator in self._generators().items()
+            if hasattr(generator, "query_vectors") and name not in self._fixed
+        ]
+
+    def live_vectors(
+        self, user_id: str, history: Sequence[tuple[str, str]]
+    ) -> dict[str, np.ndarray]:
+        """Fresh query vectors of the user from their training and whole live history, for
+        each generator that has them (collaborative factors folded in, content preference)."""
+        vectors: dict[str, np.ndarray] = {}
+        for name, generator in self._generators().items():
+            query_vectors = getattr(generator, "query_vectors", None)
+            if query_vectors is None or name in self._fixed:
+                continue
+            user = int(generator.user_ids_.to_index([user_id])[0])
+            row = self._row(generator, user, history)
+            try:
+                vector = np.asarray(query_vectors(row, np.array([user]))[0], np.float32)
+            except NotImplementedError:
+                continue
+            vectors[self.vector_name(name)] = vector
+        return vectors
+
     # -- user recommendations --------------------------------------------------------------------
     def _row(
         self, model: Recommender[Any], user: int, history: Sequence[tuple[str, str]]
@@ -301,6 +334,7 @@ class Engine:
         k: int = 10,
         *,
         history: Sequence[tuple[str, str]] = (),
+        vectors: Mapping[str, np.ndarray] | None = None,
         exclude_seen: bool | None = None,
         category: str | None = None,
         min_price: float | None = None,
@@ -308,7 +342,8 @@ class Engine:
         context: Mapping[str, str] | None = None,
     ) -> RecommendationList:
         """Top ``k`` items for one user; ``history`` is their live ``(item_id, event_type)``
-        events not yet in the model."""
+        events not yet in the model, ``vectors`` their live vectors (:meth:`live_vectors`,
+        computed by the worker) which spare folding the history in again."""
         model = self.model
         user = int(model.user_ids_.to_index([user_id])[0])
         row = self._row(model, user, history)
@@ -318,7 +353,7 @@ class Engine:
             return self._cold_start(k, allowed, context)
         if isinstance(model, TwoStageModel):
             exclude = model.exclude_seen_ if exclude_seen is None else exclude_seen
-            return self._two_stage(model, user_id, user, row, k, allowed, exclude)
+            return self._two_stage(model, user_id, user, row, k, allowed, exclude, vectors or {})
         return self._single(model, user_id, row, k, allowed, exclude_seen, context)
 
     def _cold_start(
@@ -344,6 +379,7 @@ class Engine:
         k: int,
         allowed: np.ndarray,
         exclude_seen: bool,
+        vectors: Mapping[str, np.ndarray],
     ) -> RecommendationList:
         assert self.scorer is not None
         users = np.array([user], dtype=np.int64)
@@ -352,7 +388,8 @@ class Engine:
         picked: list[np.ndarray] = []
         values: list[np.ndarray] = []
         for name, generator in model.generators_.items():
-            items, top = self._candidates(name, generator, row, users, counts[name])
+            live = vectors.get(self.vector_name(name))
+            items, top = self._candidates(name, generator, row, users, counts[name], live)
             picked.append(items)
             values.append(top)
         union, inverse = np.unique(np.concatenate(picked), return_inverse=True)
@@ -407,18 +444,22 @@ class Engine:
         row: sp.csr_matrix,
         users: np.ndarray,
         n: int,
+        query: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One generator's ``n`` best items for the user, as the batch path picks them (an
-        index search where the generator has one)."""
+        index search where the generator has one; ``query`` is the user's live vector)."""
         fixed = self._fixed.get(name)
         if fixed is not None:  # the same list for everyone
             return fixed[0][:n], fixed[1][:n]
         index = self._indexes.get(name)
         if index is not None:
-            query = generator.query_vectors(row, users)  # type: ignore[attr-defined]
+            if query is None:
+                query = generator.query_vectors(row, users)[0]  # type: ignore[attr-defined]
             if np.any(query):
-                return index.search(query[0], n)
+                return index.search(query, n)
             scores = np.zeros(len(generator.item_ids_), np.float32)
+        elif query is not None:
+            scores = np.asarray(generator.item_vectors() @ query, np.float32)  # type: ignore[attr-defined]
         else:
             scores = np.asarray(generator._score(row, users), dtype=np.float32)[0]
         if not np.any(scores):  # as in batch: nothing to go on, popularity

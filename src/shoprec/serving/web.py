@@ -325,7 +325,7 @@ class Storefront:
             context["country"] = country
         answer = self.service.recommendations(engine, user or "", HOME_K, context=context or None)
         recent: list[str] = []
-        for item_id, _ in reversed(self.service.activity.history(user) if user else []):
+        for item_id, _ in reversed(self.service.history(user) if user else []):
             if item_id not in recent and item_id in engine.catalogue:
                 recent.append(item_id)
         return self.render(
@@ -452,7 +452,7 @@ class Storefront:
             )
         except ValidationError:  # an id the event schema cannot carry: nothing recorded
             return False
-        self.service.accept([event])
+        self.service.accept([event], wait_seconds=1.0)
         return True
 
     def operator(self, request: Request) -> HTMLResponse:

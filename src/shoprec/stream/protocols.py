@@ -74,6 +74,10 @@ class LiveState(Protocol):
         event per user and per item by type. False if the id was already applied."""
         ...
 
+    def apply_each(self, events: Sequence[dict[str, Any]]) -> list[bool]:
+        """:meth:`apply` for a batch in one round trip: which events were new."""
+        ...
+
     def recent(self, user_id: str) -> list[tuple[str, str]]:
         """The user's recent ``(item_id, event_type)``, oldest first."""
         ...

@@ -1,0 +1,213 @@
+"""The worker: applies events from the bus to the live state exactly once, and to the lake.
+
+For each batch taken from the bus, in order:
+
+1. malformed messages (not JSON, missing ids, unknown shape) go to the dead-letter stream with
+   the reason — never retried forever, never dropped;
+2. every event is applied to the live state (atomic and deduplicated by ``event_id``, so an event
+   delivered twice after a crash counts once);
+3. for each user touched, their full recent history is folded into fresh vectors (the
+   collaborative factors and the content preference of the served model's generators), and
+   their session's co-purchase candidates are refreshed;
+4. the events are appended to the lake (idempotent by ``event_id``), in flushes of up to
+   ``flush_events`` events or every ``flush_seconds``;
+5. only then are the messages acknowledged. A worker killed anywhere before step 5 leaves them
+   pending; the bus delivers them again and steps 2 and 4 skip what was already done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+from pydantic import ValidationError
+
+from shoprec.data.lake import Lake
+from shoprec.data.schema import EVENTS_SCHEMA, conform
+from shoprec.exceptions import describe_validation_error
+from shoprec.stream.protocols import Delivery, EventBus, LiveState
+
+if TYPE_CHECKING:
+    from shoprec.serving.engine import Engine
+
+__all__ = ["Worker", "WorkerStats", "check_event"]
+
+log = logging.getLogger("shoprec.stream")
+
+
+@dataclass
+class WorkerStats:
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    lake_added: int = 0
+    acknowledged: int = 0
+    batches: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def check_event(delivery: Delivery) -> tuple[dict[str, Any] | None, str | None]:
+    """The event of a delivery in lake form, or why it cannot be applied."""
+    from shoprec.serving.schemas import EventIn
+
+    if delivery.event is None:
+        return None, delivery.error or "the message is not a JSON object"
+    event = dict(delivery.event)
+    event_id = event.pop("event_id", None)
+    event.pop("source", None)
+    if not isinstance(event_id, str) or not event_id:
+        return None, "event_id: missing"
+    if event.get("context") is None:
+        event.pop("context", None)
+    elif isinstance(event["context"], str):  # the lake form: a JSON object as text
+        try:
+            event["context"] = json.loads(event["context"])
+        except json.JSONDecodeError:
+            return None, "context: not a JSON object"
+    try:
+        checked = EventIn.model_validate({"event_id": event_id, **event})
+    except ValidationError as exc:
+        return None, describe_validation_error(exc)
+    if checked.needs_item() and checked.item_id is None:
+        return None, f"item_id: a {checked.event_type} event needs an item_id"
+    received = datetime.now(UTC)
+    return {**checked.canonical(received), "source": delivery.event.get("source") or "api"}, None
+
+
+class Worker:
+    """Consumes ``bus`` as ``consumer`` and applies to ``state`` and the lake of ``lake``.
+
+    ``engine`` returns the served engine (or None), whose generators turn a user's recent
+    history into fresh vectors; without one the vectors are not computed.
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        state: LiveState,
+        lake: Lake | None,
+        *,
+        engine: Callable[[], Engine | None] = lambda: None,
+        consumer: str = "worker",
+        batch: int = 500,
+        block_ms: int = 50,
+        flush_events: int = 5000,
+        flush_seconds: float = 1.0,
+        on_applied: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.state = state
+        self.lake = lake
+        self.engine = engine
+        self.consumer = consumer
+        self.batch = batch
+        self.block_ms = block_ms
+        self.flush_events = flush_events
+        self.flush_seconds = flush_seconds
+        self.on_applied = on_applied
+        self.stats = WorkerStats()
+        self._unflushed: list[dict[str, Any]] = []
+        self._unacked: list[str] = []
+        self._last_flush = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- one step --------------------------------------------------------------------------------
+    def step(self) -> int:
+        """Take one batch from the bus and apply it; returns how many messages it took."""
+        deliveries = self.bus.consume(self.consumer, count=self.batch, block_ms=self.block_ms)
+        good: list[tuple[Delivery, dict[str, Any]]] = []
+        for delivery in deliveries:
+            event, problem = check_event(delivery)
+            if event is None:
+                self.bus.dead_letter(delivery, problem or "invalid")
+                self.stats.dead_lettered += 1
+                log.warning("dead-lettered %s: %s", delivery.message_id, problem)
+            else:
+                good.append((delivery, event))
+        events = [event for _, event in good]
+        flags = self.state.apply_each(events) if events else []
+        fresh = [event for event, new in zip(events, flags, strict=True) if new]
+        self.stats.applied += len(fresh)
+        self.stats.duplicates += len(events) - len(fresh)
+        self._refresh_vectors({e["user_id"] for e in fresh if e.get("item_id")})
+        if fresh and self.on_applied is not None:
+            self.on_applied(fresh)
+        self._unflushed.extend(events)
+        self._unacked.extend(d.message_id for d, _ in good)
+        if (
+            self._unflushed
+            and (
+                len(self._unflushed) >= self.flush_events
+                or time.monotonic() - self._last_flush >= self.flush_seconds
+            )
+        ) or (not self._unflushed and self._unacked):
+            self.flush()
+        self.stats.batches += 1
+        return len(deliveries)
+
+    def flush(self) -> None:
+        """Append the applied events to the lake, then acknowledge them."""
+        if self._unflushed and self.lake is not None:
+            frame = conform(
+                pl.DataFrame(self._unflushed, infer_schema_length=None).with_columns(
+                    pl.col("ts").str.to_datetime(time_zone="UTC", time_unit="us")
+                ),
+                EVENTS_SCHEMA,
+            )
+            self.stats.lake_added += self.lake.append(frame).events_added
+        if self._unacked:
+            self.bus.ack(self._unacked)
+            self.stats.acknowledged += len(self._unacked)
+        self._unflushed, self._unacked = [], []
+        self._last_flush = time.monotonic()
+
+    def _refresh_vectors(self, users: Iterable[str]) -> None:
+        """Fold each user's full recent history into fresh vectors of the served model."""
+        engine = self.engine()
+        if engine is None:
+            return
+        for user in users:
+            for name, vector in engine.live_vectors(user, self.state.recent(user)).items():
+                self.state.set_vector(user, name, vector)
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self, *, until_idle: bool = False, max_seconds: float | None = None) -> WorkerStats:
+        """Consume until stopped (or, with ``until_idle``, until the bus has nothing left)."""
+        started = time.monotonic()
+        while not self._stop.is_set():
+            if max_seconds is not None and time.monotonic() - started > max_seconds:
+                break
+            try:
+                taken = self.step()
+            except Exception as exc:  # a broken backend: say so, wait, try again
+                self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+                log.error("worker step failed: %s", exc)
+                self._stop.wait(1.0)
+                continue
+            if taken == 0:
+                if self._unflushed or self._unacked:
+                    self.flush()
+                elif until_idle and self.bus.pending() == 0 and self.bus.backlog() == 0:
+                    break
+        self.flush()
+        return self.stats
+
+    def start(self) -> None:
+        """Run in a daemon thread (the embedded default inside ``shoprec serve``)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.run, name="shoprec-worker", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+            self._thread = None

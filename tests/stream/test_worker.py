@@ -1,0 +1,134 @@
+"""The worker: exactly-once application, dead letters, and a consumer killed part-way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from shoprec.data.lake import Lake
+from shoprec.stream.bus import MemoryBus, open_bus
+from shoprec.stream.state import MemoryLiveState, open_state
+from shoprec.stream.worker import Worker
+
+START = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def make_events(count: int, *, users: int = 1000, items: int = 5000) -> list[dict[str, Any]]:
+    """Canonical events over three days, ids ``e0`` …"""
+    step = timedelta(days=3) / count
+    return [
+        {
+            "event_id": f"e{n}",
+            "user_id": f"u{n % users}",
+            "item_id": f"i{(n * 7919) % items}",
+            "event_type": "view" if n % 5 else "purchase",
+            "ts": (START + n * step).isoformat(),
+            "source": "test",
+        }
+        for n in range(count)
+    ]
+
+
+def test_worker_applies_once_dead_letters_and_fills_the_lake(tmp_path: Path) -> None:
+    bus = MemoryBus(folder=tmp_path / "bus", idle_ms=200)
+    state = MemoryLiveState()
+    events = make_events(300)
+    bus.publish(events)
+    bus.publish(events[:50])  # published twice: applied once
+    bus.publish_raw(["{not json", '{"user_id": "u1"}', '["a list"]'])
+    bus.publish([{**events[0], "event_id": "bad-ts", "ts": "2999-01-01T00:00:00+00:00"}])
+    worker = Worker(bus, state, Lake(tmp_path / "ws"), batch=64)
+    stats = worker.run(until_idle=True, max_seconds=30)
+    assert stats.applied == 300
+    assert stats.duplicates == 50
+    assert stats.dead_lettered == 4
+    assert state.applied_count() == 300
+    assert sum(state.user_counters(f"u{n}").get("view", 0) for n in range(1000)) == 240
+    assert state.recent("u1") == [(events[1]["item_id"], "view")]
+    reasons = [d["reason"] for d in bus.dead_letters()]
+    assert any("JSON" in r or "json" in r for r in reasons)
+    assert any("event_id" in r for r in reasons)
+    assert any("future" in r for r in reasons)
+    lake = Lake(tmp_path / "ws").events()
+    assert lake.height == 300
+    assert lake.get_column("event_id").n_unique() == 300
+    assert bus.pending() == 0
+    assert bus.backlog() == 0
+    bus.close()
+
+
+def test_a_restarted_memory_bus_loses_nothing_accepted(tmp_path: Path) -> None:
+    first = MemoryBus(folder=tmp_path / "bus")
+    first.publish(make_events(100))
+    taken = first.consume("c", count=40)
+    first.ack([d.message_id for d in taken])
+    first.close()  # the demo stops with 60 events accepted and not applied
+    second = MemoryBus(folder=tmp_path / "bus")
+    state = MemoryLiveState()
+    Worker(second, state, None).run(until_idle=True, max_seconds=30)
+    assert state.applied_count() == 60
+    assert not state.was_applied("e0")
+    assert state.was_applied("e99")
+    second.close()
+
+
+def _consumer(
+    bus: str, state: str, workspace: Path, name: str, *extra: str
+) -> subprocess.Popen[bytes]:
+    shoprec = str(Path(sys.executable).parent / "shoprec")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPREC_")}
+    command = [shoprec, "consume", "--bus", bus, "--state", state, "-w", str(workspace)]
+    return subprocess.Popen(
+        [*command, "--consumer", name, *extra],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_a_killed_consumer_loses_and_repeats_nothing(redis_url: str, tmp_path: Path) -> None:
+    """100 000 events on Redis; the consumer process is SIGKILLed part-way; a new one finishes:
+    every event applied exactly once, no duplicate in the lake, nothing pending."""
+    base, _, query = redis_url.partition("?")
+    stream = dict(part.split("=", 1) for part in query.split("&"))["stream"]
+    bus_url = f"{redis_url}&idle_ms=1000"
+    state_url = f"{base}?prefix={stream.removesuffix(':events')}:state:"
+    bus = open_bus(bus_url)
+    state = open_state(state_url)
+    events = make_events(100_000)
+    for start in range(0, len(events), 5000):
+        bus.publish(events[start : start + 5000])
+    workspace = tmp_path / "ws"
+    first = _consumer(bus_url, state_url, workspace, "first")
+    deadline = time.monotonic() + 120
+    while state.applied_count() < 30_000:
+        assert first.poll() is None, first.stderr.read() if first.stderr else ""
+        assert time.monotonic() < deadline, "the consumer applied too little in 120 s"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    if first.stderr is not None:
+        first.stderr.close()
+    killed_at = state.applied_count()
+    assert killed_at < 100_000, "the consumer finished before it could be killed"
+    second = _consumer(bus_url, state_url, workspace, "second", "--until-idle")
+    _, stderr = second.communicate(timeout=300)
+    assert second.returncode == 0, stderr.decode()
+    assert state.applied_count() == 100_000
+    users = {e["user_id"] for e in events}
+    counted = sum(sum(state.user_counters(u).values()) for u in users)
+    assert counted == 100_000
+    lake = Lake(workspace).events()
+    assert lake.height == 100_000
+    assert lake.get_column("event_id").n_unique() == 100_000
+    assert set(lake.get_column("event_id").to_list()) == {e["event_id"] for e in events}
+    assert bus.pending() == 0
+    assert bus.backlog() == 0
+    assert bus.dead_letters() == []
+    bus.close()
