@@ -201,6 +201,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--bus", help="event bus URL for the server (several workers: redis://)")
+    parser.add_argument("--state", help="live state URL for the server (several workers: redis://)")
     parser.add_argument(
         "--steps", type=int, nargs="*", default=[200, 300, 400, 500, 600, 800, 1000]
     )
@@ -219,6 +221,8 @@ def main() -> int:
         [
             *(shoprec, "serve", "-w", str(args.workspace)),
             *("--port", str(port), "--workers", str(args.workers)),
+            *(("--bus", args.bus) if args.bus else ()),
+            *(("--state", args.state) if args.state else ()),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -249,6 +253,8 @@ def main() -> int:
         "prepare_seconds": round(prepare_seconds, 1),
         "server_ready_seconds": round(ready_seconds, 1),
         "workers": args.workers,
+        "bus": args.bus or "memory://",
+        "state": args.state or "memory://",
         **result,
         "checks": checks,
         "passed": all(checks.values()),

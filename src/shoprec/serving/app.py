@@ -31,6 +31,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -356,7 +357,11 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
         return Response(generate_latest(service.metrics), media_type=CONTENT_TYPE_LATEST)
 
     # -- recommendations ------------------------------------------------------------------------
-    @app.get("/users/{user_id}/recommendations", tags=["recommendations"])
+    @app.get(
+        "/users/{user_id}/recommendations",
+        tags=["recommendations"],
+        response_model=RecommendationResponse,
+    )
     async def user_recommendations(
         served: Served,
         user_id: IdPath,
@@ -370,7 +375,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
         country: Annotated[str | None, Query(max_length=64)] = None,
         platform: Annotated[str | None, Query(max_length=64)] = None,
         device: Annotated[str | None, Query(max_length=64)] = None,
-    ) -> RecommendationResponse:
+    ) -> Response:
         """Personalised items; an unknown user gets cold-start items from their context."""
         _check_id("user_id", user_id)
         if min_price is not None and max_price is not None and min_price > max_price:
@@ -395,24 +400,26 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
             max_price=max_price,
             context=context or None,
         )
-        return list_response(served, answer, user_id=user_id)
+        return _json(list_response(served, answer, user_id=user_id))
 
-    @app.get("/items/{item_id}/similar", tags=["recommendations"])
+    @app.get(
+        "/items/{item_id}/similar", tags=["recommendations"], response_model=RecommendationResponse
+    )
     async def similar_items(
         served: Served,
         item_id: IdPath,
         k: K = 10,
         method: SimilarMethod = "auto",
-    ) -> RecommendationResponse:
+    ) -> Response:
         """Items like this one; an unknown item answers with ``found: false`` and no items."""
         _check_id("item_id", item_id)
-        return list_response(served, served.similar(item_id, k, method), item_id=item_id)
+        return _json(list_response(served, served.similar(item_id, k, method), item_id=item_id))
 
     # -- pairwise scoring -----------------------------------------------------------------------
-    @app.post("/score", tags=["scoring"])
-    async def score(served: Served, request: ScoreRequest) -> ScoreResponse:
+    @app.post("/score", tags=["scoring"], response_model=ScoreResponse)
+    async def score(served: Served, request: ScoreRequest) -> Response:
         """Scores between two lists of entities, by their embeddings, in one computation."""
-        return score_batch(served, request)
+        return _json(score_batch(served, request))
 
     # -- events ---------------------------------------------------------------------------------
     @app.post(
@@ -560,6 +567,12 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
 
         add_storefront(app, service)
     return app
+
+
+def _json(body: BaseModel) -> Response:
+    """A validated response model as JSON, serialised once (the route's ``response_model``
+    documents it; FastAPI would otherwise validate it a second time)."""
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 def _check_id(field: str, value: str) -> None:
