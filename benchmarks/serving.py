@@ -9,7 +9,8 @@ earlier ones have answered, so a slow server cannot slow the offered load down. 
 measured from the moment a request is sent to the end of its response; how late the generator
 itself was (``send_lag``) is reported beside it. Every phase is bounded in time and count.
 
-Phases: warm-up; ``GET /users/{id}/recommendations?k=10`` at ``--rate`` (90 % users the model
+Phases: warm-up (``--warmup`` seconds at 100/s, not recorded);
+``GET /users/{id}/recommendations?k=10`` at ``--rate`` (90 % users the model
 knows, 10 % new visitors); ``POST /score`` (100 × 100 items, cosine) at ``--rate``; then
 recommendations at rising rates until p99 exceeds 25 ms or the achieved rate falls below 97 % of
 the offered one: the highest rate that held is the maximum sustainable throughput.
@@ -166,9 +167,10 @@ async def run_load(url: str, args: argparse.Namespace, workspace: Path) -> dict[
     connector = aiohttp.TCPConnector(limit=128)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        for method, path, body in recommendations[:300] + scoring[:50]:  # warm-up, in turn
-            async with session.request(method, url + path, data=body) as answer:
-                await answer.read()
+        # Warm-up, not recorded: every worker process has loaded the run (a worker that is
+        # still loading accepts nothing, and the others take its share meanwhile).
+        await open_loop(session, url, "warm-up", recommendations[-1000:], 100, args.warmup)
+        await open_loop(session, url, "warm-up", scoring[-100:], 50, 4)
         for name, requests in (("recommendations", recommendations), ("score 100x100", scoring)):
             phase = await open_loop(session, url, name, requests, args.rate, args.seconds)
             phases.append(phase.summary())
@@ -201,6 +203,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--warmup", type=float, default=20.0, help="seconds of warm-up load")
     parser.add_argument("--bus", help="event bus URL for the server (several workers: redis://)")
     parser.add_argument("--state", help="live state URL for the server (several workers: redis://)")
     parser.add_argument(
