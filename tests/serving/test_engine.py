@@ -13,7 +13,7 @@ from shoprec.config import Settings
 from shoprec.index import ExactIndex, FaissIndex, build_index
 from shoprec.models.base import top_k
 from shoprec.pipeline.build import current_run
-from shoprec.serving.engine import Engine, _top_row
+from shoprec.serving.engine import Engine, _top_row, _top_sparse
 
 
 @settings(max_examples=200, deadline=None)
@@ -93,3 +93,27 @@ def test_engine_answers_as_the_batch_model(engines: tuple[Engine, Engine]) -> No
         expected = batch.filter(batch["user_id"] == user)["item_id"].to_list()
         agree.append(len(set(served) & set(expected)) / 10)
     assert np.mean(agree) >= 0.95
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, 0.0, 0.0, 1.0, 2.0, 0.5]), min_size=1, max_size=80),
+    st.integers(min_value=1, max_value=90),
+    st.randoms(use_true_random=False),
+)
+def test_top_sparse_picks_what_the_dense_row_picks(
+    values: list[float], n: int, random: object
+) -> None:
+    scores = np.asarray(values, dtype=np.float32)
+    tie_rank = np.arange(scores.size)
+    random.shuffle(tie_rank)  # type: ignore[attr-defined]
+    tie_order = np.argsort(tie_rank, kind="stable")
+    nonzero = np.flatnonzero(scores)
+    sparse = _top_sparse(nonzero, scores[nonzero], n, tie_rank, tie_order)
+    if nonzero.size == 0:
+        assert sparse is None
+        return
+    assert sparse is not None
+    dense = _top_row(scores, n, tie_rank, tie_order)
+    np.testing.assert_array_equal(sparse[0], dense[0])
+    np.testing.assert_array_equal(sparse[1], dense[1])

@@ -66,10 +66,8 @@ class _FactorModel(Recommender[Any]):
         """The users' factors: learned ones for training users whose rows are unchanged,
         folded in from their rows for the others (zero without history)."""
         factors = np.zeros((rows.shape[0], self.user_factors_.shape[1]), dtype=np.float32)
-        known = users >= 0
         # Training users whose row is exactly their training row keep their learned factors.
-        trained = self.user_items_[np.where(known, users, 0)]
-        unchanged = known & np.asarray(abs(trained - rows).sum(axis=1) == 0).ravel()
+        unchanged = self.unchanged_rows(rows, users)
         factors[unchanged] = self.user_factors_[users[unchanged]]
         fold = np.flatnonzero(~unchanged & (rows.getnnz(axis=1) > 0))
         if fold.size:

@@ -288,6 +288,30 @@ class Recommender(ABC, Generic[C]):
             matrix = sp.csr_matrix(matrix + extra)
         return matrix, users
 
+    def unchanged_rows(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        """Which rows are exactly their user's training row (nothing added at request time)."""
+        known = users >= 0
+        if rows.shape[0] == 1:  # one request: compare the arrays, no sparse arithmetic
+            if not known[0]:
+                return known
+            trained = self.user_items_[int(users[0])]
+            same = (
+                trained.nnz == rows.nnz
+                and np.array_equal(trained.indices, rows.indices)
+                and np.array_equal(trained.data, rows.data)
+            )
+            canonical = (
+                rows.has_sorted_indices
+                and trained.has_sorted_indices
+                and not (rows.data == 0).any()
+                and not (trained.data == 0).any()
+            )
+            if same or canonical:
+                return np.array([same])
+            return np.array([bool(abs(trained - rows).sum() == 0)])
+        trained = self.user_items_[np.where(known, users, 0)]
+        return np.asarray(known & (np.asarray(abs(trained - rows).sum(axis=1)).ravel() == 0))
+
     def recommend(
         self,
         user_ids: Sequence[str],

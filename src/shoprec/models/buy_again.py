@@ -51,6 +51,15 @@ class BuyAgainModel(Recommender[BuyAgainConfig]):
             shape=(dataset.n_users, dataset.n_items),
         )
 
+    def _score_sparse(self, rows: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:
+        """The purchase-history part of the scores, sparse (rows of users without purchases
+        are empty: their scores come from :meth:`_score`)."""
+        known = users >= 0
+        picked = sp.csr_matrix(self.history_[np.where(known, users, 0)])
+        if not known.all():
+            picked = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ picked)
+        return picked
+
     def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
         known = users >= 0
         scores = np.zeros(rows.shape, dtype=np.float32)

@@ -254,9 +254,7 @@ class ContentModel(Recommender[ContentConfig]):
         return np.hstack([_unit(preferences), weight]).astype(np.float32)
 
     def _preferences(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
-        known = users >= 0
-        trained = self.user_items_[np.where(known, users, 0)]
-        unchanged = known & np.asarray(abs(trained - rows).sum(axis=1) == 0).ravel()
+        unchanged = self.unchanged_rows(rows, users)
         preferences = np.zeros((rows.shape[0], self.vectors_.shape[1]), dtype=np.float32)
         preferences[unchanged] = self.preferences_[users[unchanged]]
         other = np.flatnonzero(~unchanged)

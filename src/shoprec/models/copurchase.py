@@ -75,9 +75,13 @@ class CoPurchaseModel(Recommender[CoPurchaseConfig]):
         self.pairs_.sort_indices()
 
     def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        return np.asarray(self._score_sparse(rows, users).todense(), dtype=np.float32)
+
+    def _score_sparse(self, rows: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:
+        """The scores as a sparse matrix: items never bought with the user's score zero."""
         binary = rows.copy()
         binary.data = np.ones_like(binary.data)
-        return np.asarray((binary @ self.pairs_).todense(), dtype=np.float32)
+        return sp.csr_matrix(binary @ self.pairs_)
 
     reason = "often bought together with what you bought"
 

@@ -44,10 +44,14 @@ class ItemKNNModel(Recommender[ItemKNNConfig]):
         )
 
     def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        return np.asarray(self._score_sparse(rows, users).todense(), dtype=np.float32)
+
+    def _score_sparse(self, rows: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:
+        """The scores as a sparse matrix: items with no neighbour in the history score zero."""
         if self.config.binary:
             rows = rows.copy()
             rows.data = np.ones_like(rows.data)
-        return np.asarray((rows @ self.similarity_).todense(), dtype=np.float32)
+        return sp.csr_matrix(rows @ self.similarity_)
 
     reason = "similar to items you interacted with"
 

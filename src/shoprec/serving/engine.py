@@ -111,6 +111,39 @@ def _top_row(
     return chosen.astype(np.int64), scores[chosen].astype(np.float32)
 
 
+def _top_sparse(
+    items: np.ndarray, values: np.ndarray, n: int, tie_rank: np.ndarray, tie_order: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_top_row` for a row given by its non-zero scores (all other items score zero):
+    the same items, without a dense row. None when the row has no positive score (or has
+    negative ones), which the dense path handles."""
+    positive = values > 0
+    if not positive.any() or (values < 0).any():
+        return None
+    items, values = items[positive], values[positive].astype(np.float32)
+    if items.size >= n:
+        kth = values[np.argpartition(-values, n - 1)[n - 1]]
+        chosen = np.flatnonzero(values >= kth)  # every item tied with the n-th, then sorted
+        chosen = chosen[np.lexsort((tie_rank[items[chosen]], -values[chosen]))][:n]
+        return items[chosen].astype(np.int64), values[chosen]
+    order = np.lexsort((tie_rank[items], -values))
+    need = min(n, tie_order.size) - items.size
+    zeros: list[np.ndarray] = []
+    start, step, count = 0, max(4 * need, 256), 0
+    while count < need and start < tie_order.size:  # the zero-scored items by tie rank
+        window = tie_order[start : start + step]
+        window = window[~np.isin(window, items)]
+        zeros.append(window)
+        count += window.size
+        start += step
+        step *= 4
+    filler = np.concatenate(zeros)[:need] if zeros else np.empty(0, np.int64)
+    return (
+        np.concatenate([items[order], filler]).astype(np.int64),
+        np.concatenate([values[order], np.zeros(filler.size, np.float32)]),
+    )
+
+
 def _unit(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return np.asarray(np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0))
@@ -458,6 +491,14 @@ class Engine:
             if np.any(query):
                 return index.search(query, n)
             scores = np.zeros(len(generator.item_ids_), np.float32)
+        elif hasattr(generator, "_score_sparse"):
+            sparse = generator._score_sparse(row, users)
+            found = _top_sparse(
+                sparse.indices, sparse.data, n, generator.tie_rank_, self._tie_order[name]
+            )
+            if found is not None:
+                return found
+            scores = np.asarray(generator._score(row, users), dtype=np.float32)[0]
         elif query is not None:
             scores = np.asarray(generator.item_vectors() @ query, np.float32)  # type: ignore[attr-defined]
         else:
