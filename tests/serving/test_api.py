@@ -347,6 +347,7 @@ def test_a_new_user_becomes_warm_after_events(client: TestClient, buyer: str) ->
     [
         ({"item_id": "P1", "event_type": "view"}, "user_id"),
         ({"user_id": "u", "item_id": "P1", "event_type": "Bad Type!"}, "event_type"),
+        ({"user_id": "u", "item_id": "P1", "event_type": "teleport"}, "unknown event type"),
         ({"user_id": "u", "event_type": "view"}, "item_id"),
         ({"user_id": "", "item_id": "P1", "event_type": "view"}, "user_id"),
         ({"user_id": "u", "item_id": "P1", "event_type": "view", "price": -3}, "price"),

@@ -43,6 +43,7 @@ from shoprec.serving.catalogue import SearchQuery
 from shoprec.serving.engine import Engine, RecommendationList, SimilarMethod
 from shoprec.serving.registry import NotReadyError, Registry
 from shoprec.serving.schemas import (
+    BUILTIN_EVENT_TYPES,
     MAX_BATCH_EVENTS,
     MAX_ID_LENGTH,
     MAX_K,
@@ -152,6 +153,7 @@ class Service:
         self.registry = registry or Registry(
             settings.workspace, poll_seconds=settings.serving.reload_seconds
         )
+        self.event_types = BUILTIN_EVENT_TYPES | set(settings.event_weights.weights)
         # The bus, the live state and the worker open when the app starts (its lifespan).
         self._bus: EventBus | None = None
         self._state: LiveState | None = None
@@ -190,6 +192,13 @@ class Service:
         received = datetime.now(UTC)
         rows = []
         for position, event in enumerate(events):
+            if event.event_type not in self.event_types:
+                known = ", ".join(sorted(self.event_types))
+                raise HTTPException(
+                    422,
+                    f"events[{position}].event_type: unknown event type {event.event_type!r}; "
+                    f"known: {known} (more through event_weights in the config)",
+                )
             if event.needs_item() and event.item_id is None:
                 raise HTTPException(
                     422, f"events[{position}].item_id: a {event.event_type} event needs an item_id"

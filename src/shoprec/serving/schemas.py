@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from shoprec.data.schema import EVENT_TYPE_PATTERN, NON_ITEM_EVENT_TYPES
 
 __all__ = [
+    "BUILTIN_EVENT_TYPES",
     "MAX_BATCH_EVENTS",
     "MAX_K",
     "MAX_SCORE_IDS",
@@ -31,6 +32,12 @@ MAX_SCORE_IDS = 10_000
 MAX_BATCH_EVENTS = 1000
 MAX_ID_LENGTH = 200
 FUTURE_TOLERANCE = timedelta(days=1)
+# Event types every shop may send, besides those its config weighs (event_weights).
+BUILTIN_EVENT_TYPES = frozenset(
+    {"view", "click", "add_to_cart", "remove_from_cart", "wishlist", "purchase", "rating"}
+    | {"review", "impression", "return"}
+    | NON_ITEM_EVENT_TYPES
+)
 
 Id = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, strip_whitespace=True)
