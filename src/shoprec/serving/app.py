@@ -8,6 +8,7 @@ or id at fault. Writes and admin routes need an ``X-API-Key`` from the settings.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -235,7 +236,8 @@ class Service:
                 vector = self.state.vector(user_id, name)
                 if vector is not None:
                     vectors[name] = vector
-        return engine.recommend(user_id, k, history=history, vectors=vectors, **options)
+        answer = engine.recommend(user_id, k, history=history, vectors=vectors, **options)
+        return dataclasses.replace(answer, live_events=len(history))
 
     @property
     def bus(self) -> EventBus:
@@ -294,6 +296,7 @@ def list_response(
             "found": answer.found,
             "cold_start": answer.cold_start,
             "method": answer.method,
+            "live_events": answer.live_events,
             "items": [
                 {
                     "item_id": r.item_id,

@@ -62,6 +62,7 @@ class RecommendationList:
     found: bool  # the user (or item) is known to the model or has live history
     cold_start: bool
     method: str | None = None  # for similar items: the method that answered
+    live_events: int = 0  # live events of the user folded in
 
 
 @dataclass(frozen=True)
@@ -307,19 +308,35 @@ class Engine:
     ) -> dict[str, np.ndarray]:
         """Fresh query vectors of the user from their training and whole live history, for
         each generator that has them (collaborative factors folded in, content preference)."""
-        vectors: dict[str, np.ndarray] = {}
+        return self.live_vectors_many({user_id: history}).get(user_id, {})
+
+    def live_vectors_many(
+        self, histories: Mapping[str, Sequence[tuple[str, str]]]
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """:meth:`live_vectors` for many users at once (one fold-in per generator)."""
+        result: dict[str, dict[str, np.ndarray]] = {user: {} for user in histories}
+        if not histories:
+            return result
+        users = list(histories)
         for name, generator in self._generators().items():
             query_vectors = getattr(generator, "query_vectors", None)
             if query_vectors is None or name in self._fixed:
                 continue
-            user = int(generator.user_ids_.to_index([user_id])[0])
-            row = self._row(generator, user, history)
+            index = generator.user_ids_.to_index(users)
+            rows = sp.vstack(
+                [
+                    self._row(generator, int(i), histories[user])
+                    for user, i in zip(users, index.tolist(), strict=True)
+                ],
+                format="csr",
+            )
             try:
-                vector = np.asarray(query_vectors(row, np.array([user]))[0], np.float32)
+                vectors = np.asarray(query_vectors(rows, index), np.float32)
             except NotImplementedError:
                 continue
-            vectors[self.vector_name(name)] = vector
-        return vectors
+            for user, vector in zip(users, vectors, strict=True):
+                result[user][self.vector_name(name)] = vector
+        return result
 
     # -- user recommendations --------------------------------------------------------------------
     def _row(

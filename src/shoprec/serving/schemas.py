@@ -73,6 +73,9 @@ class RecommendationResponse(BaseModel):
     found: bool
     cold_start: bool
     method: str | None = None
+    live_events: int = Field(
+        default=0, description="the user's live events (not yet in the model) folded in"
+    )
     items: list[ListItem]
 
 

@@ -174,8 +174,9 @@ class Worker:
         engine = self.engine()
         if engine is None:
             return
-        for user in users:
-            for name, vector in engine.live_vectors(user, self.state.recent(user)).items():
+        histories = {user: self.state.recent(user) for user in users}
+        for user, vectors in engine.live_vectors_many(histories).items():
+            for name, vector in vectors.items():
                 self.state.set_vector(user, name, vector)
 
     # -- running ---------------------------------------------------------------------------------
