@@ -13,12 +13,13 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from shoprec.data.schema import (
     ENTITY_TYPE,
@@ -206,13 +207,13 @@ class LakeWriter:
     def commit(self) -> AppendResult:
         items_total = self._stage_upsert(
             self._items,
-            self.lake.items(),
+            self.lake.items,
             ITEMS_SCHEMA,
             [ENTITY_TYPE, ITEM_ID],
             self.lake.items_path,
         )
         users_total = self._stage_upsert(
-            self._users, self.lake.users(), USERS_SCHEMA, [USER_ID], self.lake.users_path
+            self._users, self.lake.users, USERS_SCHEMA, [USER_ID], self.lake.users_path
         )
         _commit(self._moves)
         partitions = len(
@@ -229,13 +230,14 @@ class LakeWriter:
     def _stage_upsert(
         self,
         frames: list[pl.DataFrame],
-        existing: pl.DataFrame,
+        read_existing: Callable[[], pl.DataFrame],
         schema: dict[str, pl.DataType],
         keys: list[str],
         target: Path,
     ) -> int:
-        if not frames:
-            return existing.height
+        if not frames:  # nothing to upsert: only the size is needed, not the table
+            return _rows_in(target)
+        existing = read_existing()
         # Within one write too, the latest non-null value of each column wins.
         new = (
             pl.concat(frames, how="vertical")
@@ -259,6 +261,16 @@ class LakeWriter:
         merged.sort(keys).write_parquet(staged, compression="zstd")
         self._moves.append((staged, target))
         return merged.height
+
+
+def _rows_in(path: Path) -> int:
+    """Rows of a lake table from its Parquet footer (0 if there is none)."""
+    if not path.exists():
+        return 0
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except Exception as exc:  # pragma: no cover - a damaged file is an operator problem
+        raise LakeError(f"{path}: cannot read lake table: {exc}") from exc
 
 
 def _commit(moves: list[tuple[Path, Path]]) -> None:
