@@ -420,3 +420,20 @@ def test_redis_apply_many_reloads_a_missing_script(redis_state: OpenState) -> No
     assert state.apply_many([event("e0"), event("e1"), event("e2")]) == 2
     assert state.applied_count() == 3
     assert state.apply(event("e3"))
+
+
+def test_batch_reads_and_writes_match_the_single_ones(open_live: OpenState) -> None:
+    state = open_live()
+    state.apply_each([event("a", user="u1", item="i1"), event("b", user="u2", item="i2")])
+    assert state.recent_many(["u1", "u2", "nobody"]) == {
+        "u1": [("i1", "view")],
+        "u2": [("i2", "view")],
+        "nobody": [],
+    }
+    vectors = [("u1", "als", np.arange(3, dtype=np.float32)), ("u2", "als", np.ones(2))]
+    state.set_vectors(vectors)
+    for user, name, vector in vectors:
+        stored = state.vector(user, name)
+        assert stored is not None
+        assert stored.dtype == np.float32
+        np.testing.assert_array_equal(stored, vector)

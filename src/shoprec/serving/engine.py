@@ -323,13 +323,7 @@ class Engine:
             if query_vectors is None or name in self._fixed:
                 continue
             index = generator.user_ids_.to_index(users)
-            rows = sp.vstack(
-                [
-                    self._row(generator, int(i), histories[user])
-                    for user, i in zip(users, index.tolist(), strict=True)
-                ],
-                format="csr",
-            )
+            rows = self._rows(generator, index, [histories[user] for user in users])
             try:
                 vectors = np.asarray(query_vectors(rows, index), np.float32)
             except NotImplementedError:
@@ -360,6 +354,29 @@ class Engine:
                 )
                 row = sp.csr_matrix(row + extra)
         return row
+
+    def _rows(
+        self,
+        model: Recommender[Any],
+        users: np.ndarray,
+        histories: Sequence[Sequence[tuple[str, str]]],
+    ) -> sp.csr_matrix:
+        """:meth:`_row` of many users at once (``users``: training indices, -1 for new)."""
+        known = users >= 0
+        base = sp.csr_matrix(
+            sp.diags(known.astype(np.float32)) @ model.user_items_[np.where(known, users, 0)]
+        )
+        positions = [p for p, history in enumerate(histories) for _ in history]
+        pairs = [pair for history in histories for pair in history]
+        if not pairs:
+            return base
+        items = model.item_ids_.to_index([item for item, _ in pairs])
+        weight = np.array([self.weights.get(kind, 0.0) for _, kind in pairs], np.float32)
+        ok = (items >= 0) & (weight > 0)
+        extra = sp.csr_matrix(
+            (weight[ok], (np.asarray(positions, np.int64)[ok], items[ok])), shape=base.shape
+        )
+        return sp.csr_matrix(base + extra)
 
     def _allowed(
         self, category: str | None, min_price: float | None, max_price: float | None

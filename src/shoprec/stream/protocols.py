@@ -82,6 +82,14 @@ class LiveState(Protocol):
         """The user's recent ``(item_id, event_type)``, oldest first."""
         ...
 
+    def recent_many(self, user_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        """:meth:`recent` of many users at once."""
+        ...
+
+    def set_vectors(self, vectors: Sequence[tuple[str, str, np.ndarray]]) -> None:
+        """:meth:`set_vector` for many ``(user_id, name, vector)`` at once."""
+        ...
+
     def set_vector(self, user_id: str, name: str, vector: np.ndarray) -> None:
         """Store a user's vector (``content`` preference, ``collaborative`` factors)."""
         ...

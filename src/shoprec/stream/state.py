@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -164,10 +164,20 @@ class MemoryLiveState:
         with self._lock:
             return list(self._recent.get(user_id, ()))
 
+    def recent_many(self, user_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        with self._lock:
+            return {user: list(self._recent.get(user, ())) for user in user_ids}
+
     def set_vector(self, user_id: str, name: str, vector: np.ndarray) -> None:
         stored = _float32_vector(vector)
         with self._lock:
             self._vectors[user_id, name] = stored
+
+    def set_vectors(self, vectors: Sequence[tuple[str, str, np.ndarray]]) -> None:
+        stored = [(user, name, _float32_vector(vector)) for user, name, vector in vectors]
+        with self._lock:
+            for user, name, vector in stored:
+                self._vectors[user, name] = vector
 
     def vector(self, user_id: str, name: str) -> np.ndarray | None:
         with self._lock:
@@ -337,13 +347,32 @@ class RedisLiveState:
         entries = self.client.lrange(self._key("recent", user_id), 0, -1)
         return [_decode_recent(entry) for entry in entries]
 
+    def recent_many(self, user_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        """:meth:`recent` of many users in one round trip."""
+        users = list(user_ids)
+        with self.client.pipeline(transaction=False) as pipe:
+            for user in users:
+                pipe.lrange(self._key("recent", user), 0, -1)
+            answers = pipe.execute()
+        return {
+            user: [_decode_recent(entry) for entry in entries]
+            for user, entries in zip(users, answers, strict=True)
+        }
+
     def set_vector(self, user_id: str, name: str, vector: np.ndarray) -> None:
-        stored = _float32_vector(vector)
-        shape = ",".join(str(size) for size in stored.shape)
-        self.client.hset(
-            self._key("vector", user_id),
-            mapping={f"v:{name}": stored.tobytes(), f"s:{name}": shape},
-        )
+        self.set_vectors([(user_id, name, vector)])
+
+    def set_vectors(self, vectors: Sequence[tuple[str, str, np.ndarray]]) -> None:
+        """:meth:`set_vector` for many ``(user_id, name, vector)`` in one round trip."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for user_id, name, vector in vectors:
+                stored = _float32_vector(vector)
+                shape = ",".join(str(size) for size in stored.shape)
+                pipe.hset(
+                    self._key("vector", user_id),
+                    mapping={f"v:{name}": stored.tobytes(), f"s:{name}": shape},
+                )
+            pipe.execute()
 
     def vector(self, user_id: str, name: str) -> np.ndarray | None:
         data, shape = self.client.hmget(self._key("vector", user_id), [f"v:{name}", f"s:{name}"])

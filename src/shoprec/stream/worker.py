@@ -174,10 +174,14 @@ class Worker:
         engine = self.engine()
         if engine is None:
             return
-        histories = {user: self.state.recent(user) for user in users}
-        for user, vectors in engine.live_vectors_many(histories).items():
-            for name, vector in vectors.items():
-                self.state.set_vector(user, name, vector)
+        histories = self.state.recent_many(list(users))
+        self.state.set_vectors(
+            [
+                (user, name, vector)
+                for user, vectors in engine.live_vectors_many(histories).items()
+                for name, vector in vectors.items()
+            ]
+        )
 
     # -- running ---------------------------------------------------------------------------------
     def run(self, *, until_idle: bool = False, max_seconds: float | None = None) -> WorkerStats:
