@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -14,3 +18,34 @@ def shared_data(argument: str | None) -> Path:
     if os.environ.get("SHOPREC_SHARED_DATA"):
         return Path(os.environ["SHOPREC_SHARED_DATA"])
     return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+SHOPREC = str(Path(sys.executable).parent / "shoprec")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without ``SHOPREC_*`` settings (a benchmark says what it wants)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPREC_")}
+    return {**env, **extra}
+
+
+@contextmanager
+def shoprec_process(
+    args: list[str], env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``shoprec ARGS`` running for the block, then stopped (killed if it will not stop)."""
+    running = subprocess.Popen(
+        [SHOPREC, *args],
+        env=env if env is not None else clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield running
+    finally:
+        running.terminate()
+        try:
+            running.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            running.kill()
+            running.wait(timeout=30)

@@ -20,11 +20,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from _common import SHOPREC, clean_env
 
 CONFIG = Path(__file__).resolve().parent / "serving-shop.yaml"
 USERS = 100_000
@@ -33,15 +33,12 @@ EVENTS = 4_000_000  # 40 per user (the generator's default density): 22 distinct
 STAMP = "serving-shop.json"
 
 
-def _shoprec() -> str:
-    return str(Path(sys.executable).parent / "shoprec")
-
-
 def _run(args: list[str]) -> float:
     """Run ``shoprec ARGS``; the wall time in seconds. A failure stops with its stderr."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPREC_")}
     started = time.perf_counter()
-    done = subprocess.run([_shoprec(), *args], capture_output=True, text=True, check=False, env=env)
+    done = subprocess.run(
+        [SHOPREC, *args], capture_output=True, text=True, check=False, env=clean_env()
+    )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(

@@ -41,6 +41,7 @@ import httpx
 import numpy as np
 import polars as pl
 
+from _common import shoprec_process
 from _serving_shop import EVENTS, ITEMS, USERS, prepare_shop
 
 P50_TARGET_MS = 5.0
@@ -218,28 +219,15 @@ def main() -> int:
     prepare_seconds = time.perf_counter() - started
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    shoprec = str(Path(sys.executable).parent / "shoprec")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPREC_")}
-    server = subprocess.Popen(
-        [
-            *(shoprec, "serve", "-w", str(args.workspace)),
-            *("--port", str(port), "--workers", str(args.workers)),
-            *(("--bus", args.bus) if args.bus else ()),
-            *(("--state", args.state) if args.state else ()),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    command = [
+        *("serve", "-w", str(args.workspace)),
+        *("--port", str(port), "--workers", str(args.workers)),
+        *(("--bus", args.bus) if args.bus else ()),
+        *(("--state", args.state) if args.state else ()),
+    ]
+    with shoprec_process(command) as server:
         ready_seconds = wait_ready(url, server, timeout=600)
         result = asyncio.run(run_load(url, args, args.workspace))
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
     stamp = json.loads((args.workspace / "serving-shop.json").read_text())
     recs, score = result["phases"][0], result["phases"][1]
     checks = {

@@ -26,11 +26,9 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,34 +37,17 @@ import httpx
 import numpy as np
 import polars as pl
 
+from _common import clean_env, shoprec_process
 from _serving_shop import EVENTS, prepare_shop
 from serving import free_port, wait_ready
 from shoprec.stream.bus import open_bus
 from shoprec.stream.state import open_state
 
 KEY = "bench-key"
-SHOPREC = str(Path(sys.executable).parent / "shoprec")
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPREC_")}
-    env["SHOPREC_API_KEYS"] = KEY
-    return env
-
-
-@contextmanager
 def process(args: list[str]) -> Any:
-    running = subprocess.Popen(
-        [SHOPREC, *args], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        yield running
-    finally:
-        running.terminate()
-        try:
-            running.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            running.kill()
+    return shoprec_process(args, clean_env(SHOPREC_API_KEYS=KEY))
 
 
 def click_trials(url: str, users: list[str], items: list[str], trials: int) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shoprec.config import Settings
+from shoprec.config import Settings, load_settings
+from shoprec.data.lake import Lake
 from shoprec.index import ExactIndex, FaissIndex, build_index
 from shoprec.models.base import top_k
-from shoprec.pipeline.build import current_run
+from shoprec.pipeline.build import build, current_run
 from shoprec.serving.engine import Engine, _top_row, _top_sparse
 
 
@@ -117,3 +120,23 @@ def test_top_sparse_picks_what_the_dense_row_picks(
     dense = _top_row(scores, n, tie_rank, tie_order)
     np.testing.assert_array_equal(sparse[0], dense[0])
     np.testing.assert_array_equal(sparse[1], dense[1])
+
+
+def test_a_single_model_folds_in_live_history(shop: Settings, tmp_path: Path) -> None:
+    """A run whose default model is not two-stage: live events reach the model's history."""
+    lake = Lake(shop.workspace)
+    light = load_settings(
+        workspace=shop.workspace,
+        models={"popular": {"kind": "popular"}, "content": {"kind": "content"}},
+        default_model="popular",
+    )
+    built = build(lake.events(), light, items=lake.items(), publish_run=False)
+    manifest = json.loads((built.run_dir / "manifest.json").read_text())
+    engine = Engine(shop.workspace, built.run_id, manifest)
+    before = [r.item_id for r in engine.recommend("brand-new", 5).items]
+    bought = before[0]
+    after = engine.recommend("brand-new", 5, history=[(bought, "purchase")])
+    assert after.found
+    assert not after.cold_start
+    assert bought not in [r.item_id for r in after.items]  # seen, so excluded
+    shutil.rmtree(built.run_dir)

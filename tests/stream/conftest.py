@@ -38,7 +38,7 @@ def _base_redis_url() -> str:
     return url
 
 
-def _delete_keys(url: str, prefix: str) -> None:
+def delete_keys(url: str, prefix: str) -> None:
     """SCAN + DEL every key starting with ``prefix`` (glob characters taken literally)."""
     literal = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix)
     client = redis.Redis.from_url(url.split("?", 1)[0])
@@ -62,4 +62,4 @@ def redis_url() -> Iterator[str]:
     token = f"shoprec-test-{uuid.uuid4().hex}"
     separator = "&" if urlsplit(base).query else "?"
     yield f"{base}{separator}stream={token}:events"
-    _delete_keys(base, token)
+    delete_keys(base, token)

@@ -15,6 +15,7 @@ import redis
 
 from shoprec.exceptions import ConfigError
 from shoprec.stream.state import MemoryLiveState, RedisLiveState, open_state
+from tests.stream.conftest import delete_keys
 
 OpenState = Callable[..., MemoryLiveState | RedisLiveState]
 
@@ -39,17 +40,6 @@ def with_query(url: str, **query: str) -> str:
     return f"{url}{'&' if urlsplit(url).query else '?'}{extra}"
 
 
-def delete_prefix(url: str, prefix: str) -> None:
-    """SCAN + DEL every key under ``prefix`` (the test's own keys only)."""
-    client = redis.Redis.from_url(url.split("?", 1)[0])
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def redis_state(redis_url: str) -> Iterator[OpenState]:
     """Opens Redis states under a prefix unique to the test; deletes its keys afterwards."""
@@ -66,7 +56,7 @@ def redis_state(redis_url: str) -> Iterator[OpenState]:
     yield open_redis
     for state in opened:
         state.close()
-    delete_prefix(base, prefix)
+    delete_keys(base, prefix)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -372,7 +362,7 @@ def test_redis_clear_deletes_only_its_prefix(redis_url: str, redis_state: OpenSt
         assert neighbour.recent("u1") == [("i1", "view")]
     finally:
         neighbour.close()
-        delete_prefix(redis_url, neighbour_prefix)
+        delete_keys(redis_url, neighbour_prefix)
 
 
 def test_redis_clear_treats_glob_characters_literally(redis_url: str) -> None:
@@ -389,7 +379,7 @@ def test_redis_clear_treats_glob_characters_literally(redis_url: str) -> None:
     finally:
         star.close()
         other.close()
-        delete_prefix(redis_url, base)
+        delete_keys(redis_url, base)
 
 
 def test_redis_apply_is_all_or_nothing(redis_state: OpenState) -> None:

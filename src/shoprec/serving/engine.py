@@ -337,23 +337,7 @@ class Engine:
         self, model: Recommender[Any], user: int, history: Sequence[tuple[str, str]]
     ) -> sp.csr_matrix:
         """The user's interaction row: training history plus live ``(item_id, event_type)``."""
-        n_items = len(model.item_ids_)
-        row = (
-            sp.csr_matrix(model.user_items_[user])
-            if user >= 0
-            else sp.csr_matrix(np.zeros((1, n_items), np.float32))
-        )
-        if history:
-            index = model.item_ids_.to_index([item for item, _ in history])
-            weight = np.array([self.weights.get(kind, 0.0) for _, kind in history], np.float32)
-            ok = (index >= 0) & (weight > 0)
-            if ok.any():
-                extra = sp.csr_matrix(
-                    (weight[ok], (np.zeros(int(ok.sum()), np.int64), index[ok])),
-                    shape=(1, n_items),
-                )
-                row = sp.csr_matrix(row + extra)
-        return row
+        return self._rows(model, np.array([user], np.int64), [history])
 
     def _rows(
         self,
@@ -363,9 +347,9 @@ class Engine:
     ) -> sp.csr_matrix:
         """:meth:`_row` of many users at once (``users``: training indices, -1 for new)."""
         known = users >= 0
-        base = sp.csr_matrix(
-            sp.diags(known.astype(np.float32)) @ model.user_items_[np.where(known, users, 0)]
-        )
+        base = sp.csr_matrix(model.user_items_[np.where(known, users, 0)])
+        if not known.all():  # new users start from nothing
+            base = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ base)
         positions = [p for p, history in enumerate(histories) for _ in history]
         pairs = [pair for history in histories for pair in history]
         if not pairs:
@@ -421,7 +405,7 @@ class Engine:
         if isinstance(model, TwoStageModel):
             exclude = model.exclude_seen_ if exclude_seen is None else exclude_seen
             return self._two_stage(model, user_id, user, row, k, allowed, exclude, vectors or {})
-        return self._single(model, user_id, row, k, allowed, exclude_seen, context)
+        return self._single(model, user_id, history, k, allowed, exclude_seen, context)
 
     def _cold_start(
         self, k: int, allowed: np.ndarray, context: Mapping[str, str] | None
@@ -547,30 +531,25 @@ class Engine:
         self,
         model: Recommender[Any],
         user_id: str,
-        row: sp.csr_matrix,
+        history: Sequence[tuple[str, str]],
         k: int,
         allowed: np.ndarray,
         exclude_seen: bool | None,
         context: Mapping[str, str] | None,
     ) -> RecommendationList:
-        live = None
-        if row.nnz:
-            known = int(model.user_ids_.to_index([user_id])[0])
-            base = (
-                model.user_items_[known]
-                if known >= 0
-                else sp.csr_matrix(np.zeros(row.shape, np.float32))
+        weighted = [(item, self.weights.get(kind, 0.0)) for item, kind in history]
+        weighted = [(item, weight) for item, weight in weighted if weight > 0]
+        live = (
+            pl.DataFrame(
+                {
+                    "user_id": [user_id] * len(weighted),
+                    "item_id": [item for item, _ in weighted],
+                    "weight": [weight for _, weight in weighted],
+                }
             )
-            added = sp.coo_matrix(row - base)
-            positive = added.data > 0
-            if positive.any():
-                live = pl.DataFrame(
-                    {
-                        "user_id": [user_id] * int(positive.sum()),
-                        "item_id": model.item_ids_.to_external(added.col[positive]),
-                        "weight": added.data[positive].astype(np.float64),
-                    }
-                )
+            if weighted
+            else None
+        )
         filter_ids = None if allowed.all() else model.item_ids_.to_external(np.flatnonzero(allowed))
         frame = model.recommend(
             [user_id],
