@@ -173,7 +173,7 @@ def score(
             lines = input.read_text(encoding="utf-8-sig").splitlines()
         except OSError as exc:
             raise DataError(f"{input}: cannot read: {exc.strerror or exc}") from None
-        configure_logging(settings.workspace)
+        configure_logging(settings.workspace, background=False)
         run_id, manifest = current_run(settings.workspace)
         engine = Engine(settings.workspace, run_id, manifest)
         failed = done = 0

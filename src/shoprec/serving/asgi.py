@@ -6,8 +6,11 @@ process; ``shoprec serve`` passes the config file and workspace through the envi
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
 import os
+import queue
 import sys
 from pathlib import Path
 
@@ -21,9 +24,13 @@ __all__ = ["CONFIG_ENV", "app_from_environment", "configure_logging"]
 CONFIG_ENV = "SHOPREC_SERVE_CONFIG"
 
 
-def configure_logging(workspace: Path) -> None:
+def configure_logging(workspace: Path, *, background: bool = True) -> None:
     """Service logs on stderr; each scoring request as one JSON line in
-    ``<workspace>/logs/score.jsonl`` (for tracking what was scored, and when)."""
+    ``<workspace>/logs/score.jsonl`` (for tracking what was scored, and when).
+
+    With ``background`` (the server) the score log is written by a thread of its own, so a
+    request never waits on the file; it is flushed when the process exits.
+    """
     service = logging.getLogger("shoprec.serving")
     if not service.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -35,7 +42,14 @@ def configure_logging(workspace: Path) -> None:
         (workspace / "logs").mkdir(parents=True, exist_ok=True)
         to_file = logging.FileHandler(workspace / "logs" / "score.jsonl", encoding="utf-8")
         to_file.setFormatter(logging.Formatter("%(message)s"))
-        scores.addHandler(to_file)
+        if background:
+            lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+            writer = logging.handlers.QueueListener(lines, to_file)
+            writer.start()
+            atexit.register(writer.stop)
+            scores.addHandler(logging.handlers.QueueHandler(lines))
+        else:
+            scores.addHandler(to_file)
         scores.setLevel(logging.INFO)
         scores.propagate = False
 
