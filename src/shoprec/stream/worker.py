@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from shoprec.data.lake import Lake
 from shoprec.data.schema import EVENTS_SCHEMA, conform
 from shoprec.exceptions import describe_validation_error
+from shoprec.stream.events import EventIn
 from shoprec.stream.protocols import Delivery, EventBus, LiveState
 
 if TYPE_CHECKING:
@@ -55,8 +56,6 @@ class WorkerStats:
 
 def check_event(delivery: Delivery) -> tuple[dict[str, Any] | None, str | None]:
     """The event of a delivery in lake form, or why it cannot be applied."""
-    from shoprec.serving.schemas import EventIn
-
     if delivery.event is None:
         return None, delivery.error or "the message is not a JSON object"
     event = dict(delivery.event)
