@@ -33,9 +33,10 @@ from shoprec.data.schema import (
 )
 from shoprec.exceptions import LakeError
 
-__all__ = ["AppendResult", "Lake", "LakeWriter"]
+__all__ = ["AppendResult", "EventIdCache", "Lake", "LakeWriter"]
 
 _PARTITION = "date"
+_NO_IDS = pl.Series(EVENT_ID, [], dtype=pl.String)
 
 
 @dataclass(frozen=True)
@@ -105,12 +106,12 @@ class Lake:
 
     # -- writing ---------------------------------------------------------------------------------
     @contextmanager
-    def writer(self) -> Iterator[LakeWriter]:
+    def writer(self, known: EventIdCache | None = None) -> Iterator[LakeWriter]:
         """A staged, all-or-nothing write: committed when the block ends without an error."""
         self.root.mkdir(parents=True, exist_ok=True)
         with (self.root / ".lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            writer = LakeWriter(self)
+            writer = LakeWriter(self, known)
             try:
                 yield writer
                 writer.commit()
@@ -123,9 +124,15 @@ class Lake:
         events: pl.DataFrame | None = None,
         items: pl.DataFrame | None = None,
         users: pl.DataFrame | None = None,
+        *,
+        known: EventIdCache | None = None,
     ) -> AppendResult:
-        """Add canonical tables to the lake in one all-or-nothing write."""
-        with self.writer() as writer:
+        """Add canonical tables to the lake in one all-or-nothing write.
+
+        ``known`` remembers stored event ids between the writes of a long-lived writer (the
+        stream worker), which then reads only the files that are new since its last write.
+        """
+        with self.writer(known) as writer:
             if events is not None:
                 writer.add_events(events)
             if items is not None:
@@ -136,6 +143,48 @@ class Lake:
         return writer.result
 
 
+class EventIdCache:
+    """The event ids stored in the lake, by day, remembered across writes.
+
+    A stream worker appends a small file every few seconds; reading every file of the day again
+    for each append would cost more with every append. With this cache a write reads only the
+    day's files it has not seen (written by someone else, or before it started), so events
+    another writer stored are still recognised. Only the ``days`` most recently used days are
+    kept in memory.
+    """
+
+    def __init__(self, days: int = 3) -> None:
+        self.days = days
+        self._ids: dict[str, pl.Series] = {}
+        self._files: dict[str, set[str]] = {}
+
+    def ids(self, lake: Lake, day: str) -> pl.Series:
+        """Every id stored under ``day`` (reading only the files not seen before)."""
+        seen = self._files.setdefault(day, set())
+        new = [path for path in lake.event_files([day]) if path.name not in seen]
+        if new:
+            read = pl.scan_parquet(new).select(EVENT_ID).collect().to_series()
+            self._ids[day] = pl.concat([self._ids.get(day, _NO_IDS), read])
+            seen.update(path.name for path in new)
+        self._touch(day)
+        return self._ids.get(day, _NO_IDS)
+
+    def stored(self, day: str, name: str, ids: pl.Series) -> None:
+        """Record a file this process has just written."""
+        if day in self._files:
+            self._files[day].add(name)
+            self._ids[day] = pl.concat([self._ids.get(day, _NO_IDS), ids])
+
+    def _touch(self, day: str) -> None:
+        self._files[day] = self._files.pop(day)
+        if day in self._ids:
+            self._ids[day] = self._ids.pop(day)
+        while len(self._files) > self.days:
+            oldest = next(iter(self._files))
+            del self._files[oldest]
+            self._ids.pop(oldest, None)
+
+
 class LakeWriter:
     """Stages events (chunk by chunk) and item/user upserts, then moves them into the lake.
 
@@ -143,8 +192,10 @@ class LakeWriter:
     are skipped and counted as duplicates.
     """
 
-    def __init__(self, lake: Lake) -> None:
+    def __init__(self, lake: Lake, known: EventIdCache | None = None) -> None:
         self.lake = lake
+        self.cache = known
+        self._written: list[tuple[str, str, pl.Series]] = []  # day, file name, ids
         self.batch = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         self.staging = lake.root / f".staging-{self.batch}"
         self.staging.mkdir(parents=True)
@@ -172,7 +223,9 @@ class LakeWriter:
         dated = events.with_columns(pl.col(TS).dt.date().alias(_PARTITION))
         days = [d.isoformat() for d in dated.get_column(_PARTITION).unique().to_list()]
         for day in days:
-            if day not in self._known:
+            if day not in self._known and self.cache is not None:
+                self._known[day] = self.cache.ids(self.lake, day)
+            elif day not in self._known:
                 stored = self.lake.event_files([day])
                 self._known[day] = (
                     pl.scan_parquet(stored).select(EVENT_ID).collect().to_series()
@@ -191,6 +244,8 @@ class LakeWriter:
             part = part.drop(_PARTITION).sort(TS)
             part.write_parquet(staged, compression="zstd")
             self._moves.append((staged, self.lake.events_dir / folder / name))
+            if self.cache is not None:
+                self._written.append((day.isoformat(), name, part.get_column(EVENT_ID)))
             if not ids_unique:
                 self._known[day.isoformat()] = pl.concat(
                     [self._known[day.isoformat()], part.get_column(EVENT_ID)]
@@ -216,6 +271,9 @@ class LakeWriter:
             self._users, self.lake.users, USERS_SCHEMA, [USER_ID], self.lake.users_path
         )
         _commit(self._moves)
+        if self.cache is not None:
+            for day, name, ids in self._written:
+                self.cache.stored(day, name, ids)
         partitions = len(
             {t.parent for _, t in self._moves if t.parent.parent == self.lake.events_dir}
         )

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 from pydantic import ValidationError
 
-from shoprec.data.lake import Lake
+from shoprec.data.lake import EventIdCache, Lake
 from shoprec.data.schema import EVENTS_SCHEMA, conform
 from shoprec.exceptions import describe_validation_error
 from shoprec.stream.events import EventIn
@@ -98,7 +98,7 @@ class Worker:
         batch: int = 500,
         block_ms: int = 50,
         flush_events: int = 5000,
-        flush_seconds: float = 1.0,
+        flush_seconds: float = 2.0,
         on_applied: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.bus = bus
@@ -115,6 +115,7 @@ class Worker:
         self._unflushed: list[dict[str, Any]] = []
         self._unacked: list[str] = []
         self._last_flush = time.monotonic()
+        self._known = EventIdCache()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -161,7 +162,7 @@ class Worker:
                 ),
                 EVENTS_SCHEMA,
             )
-            self.stats.lake_added += self.lake.append(frame).events_added
+            self.stats.lake_added += self.lake.append(frame, known=self._known).events_added
         if self._unacked:
             self.bus.ack(self._unacked)
             self.stats.acknowledged += len(self._unacked)
