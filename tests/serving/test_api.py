@@ -78,7 +78,11 @@ def _error(response: object, status: int) -> str:
 
 # -- operations ----------------------------------------------------------------------------------
 def test_health_ready_metrics_docs(client: TestClient, shop: Settings) -> None:
-    assert client.get("/health").json() == {"status": "ok"}
+    health = client.get("/health")
+    assert health.json() == {"status": "ok"}
+    name, duration = health.headers["server-timing"].split(";dur=")
+    assert name == "app"
+    assert 0 <= float(duration) < 10_000
     ready = client.get("/ready").json()
     assert ready["ready"] is True
     assert ready["run_id"] == current_run(shop.workspace)[0]

@@ -43,11 +43,12 @@ def test_worker_applies_once_dead_letters_and_fills_the_lake(tmp_path: Path) -> 
     bus.publish(events[:50])  # published twice: applied once
     bus.publish_raw(["{not json", '{"user_id": "u1"}', '["a list"]'])
     bus.publish([{**events[0], "event_id": "bad-ts", "ts": "2999-01-01T00:00:00+00:00"}])
-    worker = Worker(bus, state, Lake(tmp_path / "ws"), batch=64)
+    bus.publish([{**events[0], "event_id": "bad-type", "event_type": "teleport"}])
+    worker = Worker(bus, state, Lake(tmp_path / "ws"), batch=64, event_types={"view", "purchase"})
     stats = worker.run(until_idle=True, max_seconds=30)
     assert stats.applied == 300
     assert stats.duplicates == 50
-    assert stats.dead_lettered == 4
+    assert stats.dead_lettered == 5
     assert state.applied_count() == 300
     assert sum(state.user_counters(f"u{n}").get("view", 0) for n in range(1000)) == 240
     assert state.recent("u1") == [(events[1]["item_id"], "view")]
@@ -55,6 +56,7 @@ def test_worker_applies_once_dead_letters_and_fills_the_lake(tmp_path: Path) -> 
     assert any("JSON" in r or "json" in r for r in reasons)
     assert any("event_id" in r for r in reasons)
     assert any("future" in r for r in reasons)
+    assert "event_type: unknown event type 'teleport'" in reasons
     lake = Lake(tmp_path / "ws").events()
     assert lake.height == 300
     assert lake.get_column("event_id").n_unique() == 300

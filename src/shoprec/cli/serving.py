@@ -231,6 +231,7 @@ def consume(
         from shoprec.serving.asgi import configure_logging
         from shoprec.serving.registry import Registry
         from shoprec.stream.bus import open_bus
+        from shoprec.stream.events import known_event_types
         from shoprec.stream.state import open_state
         from shoprec.stream.worker import Worker
 
@@ -246,6 +247,7 @@ def consume(
             Lake(settings.workspace),
             engine=lambda: registry.engine if registry.ready else None,
             consumer=consumer or f"worker-{socket.gethostname()}-{os.getpid()}",
+            event_types=known_event_types(settings.event_weights.weights),
         )
         console.print(
             f"consuming {bus or serving.bus} into {state or serving.state} as {worker.consumer}"

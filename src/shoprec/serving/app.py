@@ -44,7 +44,6 @@ from shoprec.serving.catalogue import SearchQuery
 from shoprec.serving.engine import Engine, RecommendationList, SimilarMethod
 from shoprec.serving.registry import NotReadyError, Registry
 from shoprec.serving.schemas import (
-    BUILTIN_EVENT_TYPES,
     MAX_BATCH_EVENTS,
     MAX_ID_LENGTH,
     MAX_K,
@@ -58,6 +57,7 @@ from shoprec.serving.schemas import (
     ScoreResult,
 )
 from shoprec.stream.bus import open_bus
+from shoprec.stream.events import known_event_types
 from shoprec.stream.protocols import EventBus, LiveState
 from shoprec.stream.state import open_state
 from shoprec.stream.worker import Worker
@@ -72,8 +72,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class Measured:
-    """ASGI middleware: refuses bodies over the limit (413) and counts every request's route,
-    status and latency for ``/metrics``."""
+    """ASGI middleware: refuses bodies over the limit (413), counts every request's route,
+    status and latency for ``/metrics``, and says in a ``Server-Timing`` header how long the
+    server worked on the request."""
 
     def __init__(self, app: ASGIApp, service: Service) -> None:
         self.app = app
@@ -98,6 +99,11 @@ class Measured:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # How long the server worked on the request (a client subtracts it from what
+                # it saw to tell the network and queueing apart from the work).
+                spent = (time.perf_counter() - started) * 1000
+                headers = [*message.get("headers", []), (b"server-timing", b"app;dur=%.3f" % spent)]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -154,7 +160,7 @@ class Service:
         self.registry = registry or Registry(
             settings.workspace, poll_seconds=settings.serving.reload_seconds
         )
-        self.event_types = BUILTIN_EVENT_TYPES | set(settings.event_weights.weights)
+        self.event_types = known_event_types(settings.event_weights.weights)
         # The bus, the live state and the worker open when the app starts (its lifespan).
         self._bus: EventBus | None = None
         self._state: LiveState | None = None
@@ -264,6 +270,7 @@ class Service:
                 Lake(self.workspace),
                 engine=lambda: self.registry.engine if self.registry.ready else None,
                 consumer=f"api-{socket.gethostname()}-{os.getpid()}",
+                event_types=self.event_types,
                 block_ms=20,
             )
             self.worker.start()

@@ -63,6 +63,10 @@ def app_from_environment() -> FastAPI:
     import faiss
 
     faiss.omp_set_num_threads(1)
+    # The worker thread and the request loop share one GIL: with Python's default 5 ms switch
+    # interval a request waits up to 5 ms each time it hands the GIL over (a socket write, a
+    # NumPy call), whenever the worker is busy folding in events.
+    sys.setswitchinterval(0.0005)
     config = os.environ.get(CONFIG_ENV)
     settings = load_settings(Path(config) if config else None)
     configure_logging(settings.workspace)

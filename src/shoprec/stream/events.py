@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from shoprec.data.schema import EVENT_TYPE_PATTERN, NON_ITEM_EVENT_TYPES
 
-__all__ = ["BUILTIN_EVENT_TYPES", "MAX_ID_LENGTH", "EventIn", "Id"]
+__all__ = ["BUILTIN_EVENT_TYPES", "MAX_ID_LENGTH", "EventIn", "Id", "known_event_types"]
 
 MAX_ID_LENGTH = 200
 FUTURE_TOLERANCE = timedelta(days=1)
@@ -25,6 +26,12 @@ BUILTIN_EVENT_TYPES = frozenset(
     | {"review", "impression", "return"}
     | NON_ITEM_EVENT_TYPES
 )
+
+
+def known_event_types(weights: Iterable[str]) -> frozenset[str]:
+    """The event types a shop may send: the built-in ones and those its config weighs."""
+    return BUILTIN_EVENT_TYPES | frozenset(weights)
+
 
 Id = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, strip_whitespace=True)

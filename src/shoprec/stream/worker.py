@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -54,8 +54,11 @@ class WorkerStats:
     errors: list[str] = field(default_factory=list)
 
 
-def check_event(delivery: Delivery) -> tuple[dict[str, Any] | None, str | None]:
-    """The event of a delivery in lake form, or why it cannot be applied."""
+def check_event(
+    delivery: Delivery, event_types: Collection[str] | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The event of a delivery in lake form, or why it cannot be applied (``event_types``:
+    the types the shop accepts; None accepts any well-formed type)."""
     if delivery.event is None:
         return None, delivery.error or "the message is not a JSON object"
     event = dict(delivery.event)
@@ -74,6 +77,8 @@ def check_event(delivery: Delivery) -> tuple[dict[str, Any] | None, str | None]:
         checked = EventIn.model_validate({"event_id": event_id, **event})
     except ValidationError as exc:
         return None, describe_validation_error(exc)
+    if event_types is not None and checked.event_type not in event_types:
+        return None, f"event_type: unknown event type {checked.event_type!r}"
     if checked.needs_item() and checked.item_id is None:
         return None, f"item_id: a {checked.event_type} event needs an item_id"
     received = datetime.now(UTC)
@@ -100,6 +105,7 @@ class Worker:
         flush_events: int = 5000,
         flush_seconds: float = 2.0,
         on_applied: Callable[[list[dict[str, Any]]], None] | None = None,
+        event_types: Collection[str] | None = None,
     ) -> None:
         self.bus = bus
         self.state = state
@@ -111,6 +117,7 @@ class Worker:
         self.flush_events = flush_events
         self.flush_seconds = flush_seconds
         self.on_applied = on_applied
+        self.event_types = event_types
         self.stats = WorkerStats()
         self._unflushed: list[dict[str, Any]] = []
         self._unacked: list[str] = []
@@ -125,7 +132,7 @@ class Worker:
         deliveries = self.bus.consume(self.consumer, count=self.batch, block_ms=self.block_ms)
         good: list[tuple[Delivery, dict[str, Any]]] = []
         for delivery in deliveries:
-            event, problem = check_event(delivery)
+            event, problem = check_event(delivery, self.event_types)
             if event is None:
                 self.bus.dead_letter(delivery, problem or "invalid")
                 self.stats.dead_lettered += 1
