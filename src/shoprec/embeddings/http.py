@@ -229,7 +229,9 @@ class HttpProvider:
         self._dim = config.dim
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(config.max_concurrency)
-        self._breaker = _Breaker(config.circuit_failures, config.circuit_cooldown_seconds)
+        self._breaker = _Breaker(
+            config.url, config.circuit_failures, config.circuit_cooldown_seconds
+        )
         self._closed = threading.Event()
         self._owns_client = client is None
         self._client = client or httpx.Client(
@@ -327,49 +329,48 @@ class HttpProvider:
             if isinstance(outcome, np.ndarray):
                 self._breaker.answered()
                 return outcome
-            retryable = outcome.retryable
-            reason = outcome.reason
-            if not retryable:
+            if not outcome.retryable:
                 self._breaker.answered()
-            elif trial:
-                until = self._breaker.failed(reason, trial=True)
-                self._count_failure()
-                raise HttpEmbeddingError(
-                    f"http embedding: POST {url} failed for {label}{len(batch)} texts: {reason}; "
-                    f"it was the trial call after the circuit's cooldown, so the circuit is open "
-                    f"again until {_iso(until)}",
-                    url=url,
-                    status=outcome.status,
-                    reason=reason,
-                    attempts=attempts,
+                raise self._give_up(batch, label, outcome, attempts, " (not retried)")
+            if trial:
+                until = self._breaker.failed(outcome.reason, trial=True)
+                note = (
+                    f"; it was the trial call after the circuit's cooldown, so the circuit is "
+                    f"open again until {_iso(until)}"
                 )
+                raise self._give_up(batch, label, outcome, attempts, note)
             delay = self._backoff(attempts)
-            if outcome.retry_after is not None:
-                if outcome.retry_after > self.config.max_retry_after_seconds:
-                    reason += (
-                        f" (Retry-After {outcome.retry_after:g} s is longer than "
-                        f"max_retry_after_seconds={self.config.max_retry_after_seconds:g})"
-                    )
-                    retryable = False
-                delay = max(delay, outcome.retry_after)
-            if not retryable or attempts > self.config.max_retries:
-                if outcome.retryable:
-                    self._breaker.failed(reason, trial=False)
-                self._count_failure()
-                tried = f"{attempts} attempt{'s' if attempts > 1 else ''}"
-                note = " (not retried)" if not outcome.retryable else ""
-                raise HttpEmbeddingError(
-                    f"http embedding: POST {url} failed for {label}{len(batch)} texts after "
-                    f"{tried}: {reason}{note}",
-                    url=url,
-                    status=outcome.status,
-                    reason=reason,
-                    attempts=attempts,
+            retry_after = outcome.retry_after
+            if retry_after is not None and retry_after > self.config.max_retry_after_seconds:
+                self._breaker.failed(outcome.reason, trial=False)
+                note = (
+                    f" (Retry-After {retry_after:g} s is longer than "
+                    f"max_retry_after_seconds={self.config.max_retry_after_seconds:g})"
                 )
+                raise self._give_up(batch, label, outcome, attempts, note)
+            if attempts > self.config.max_retries:
+                self._breaker.failed(outcome.reason, trial=False)
+                raise self._give_up(batch, label, outcome, attempts, "")
             with self._lock:
                 self.retries += 1
-            log.info("POST %s: %s; retrying in %.2f s", url, reason, delay)
+            delay = max(delay, retry_after or 0.0)
+            log.info("POST %s: %s; retrying in %.2f s", url, outcome.reason, delay)
             self._closed.wait(delay)
+
+    def _give_up(
+        self, batch: list[str], label: str, failure: _Failure, attempts: int, note: str
+    ) -> HttpEmbeddingError:
+        self._count_failure()
+        url = self.config.url
+        tried = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+        return HttpEmbeddingError(
+            f"http embedding: POST {url} failed for {label}{len(batch)} texts after {tried}: "
+            f"{failure.reason}{note}",
+            url=url,
+            status=failure.status,
+            reason=failure.reason,
+            attempts=attempts,
+        )
 
     def _attempt(self, batch: list[str], attempt: int) -> np.ndarray | _Failure:
         """Send one request and read its answer (the semaphore is held only while sending)."""
@@ -489,7 +490,8 @@ class _Breaker:
     """Closed → (``threshold`` consecutive failed calls) → open → (cooldown) → half-open: one
     trial attempt, which closes the circuit on success and re-opens it on failure."""
 
-    def __init__(self, threshold: int, cooldown: float) -> None:
+    def __init__(self, url: str, threshold: int, cooldown: float) -> None:
+        self._url = url
         self._threshold = threshold
         self._cooldown = cooldown
         self._lock = threading.Lock()
@@ -527,7 +529,8 @@ class _Breaker:
                 self._open_until = time.monotonic() + self._cooldown
                 self._trial = False
                 log.warning(
-                    "circuit open after %d consecutive failed calls (last: %s)",
+                    "circuit open for %s after %d consecutive failed calls (last: %s)",
+                    self._url,
                     self._failures,
                     reason,
                 )
