@@ -22,6 +22,7 @@ from shoprec.exceptions import ConfigError, describe_validation_error
 
 __all__ = [
     "ColumnMapping",
+    "EmbeddingSettings",
     "EventWeights",
     "IngestConfig",
     "ServingSettings",
@@ -136,6 +137,49 @@ class ServingSettings(_Strict):
     )
 
 
+class EmbeddingSettings(_Strict):
+    """What ``shoprec enrich`` (and the enrichment step of ``shoprec build``) does: which
+    provider embeds the entities' text, and how text and attribute vectors combine."""
+
+    provider: Literal["tfidf", "minilm", "http"] = Field(
+        default="tfidf",
+        description="tfidf: TF-IDF + SVD fitted on the catalogue (no download); minilm: "
+        "all-MiniLM-L6-v2 on CPU (extra shoprec[text]); http: a remote enrichment service "
+        "(see http)",
+    )
+    tfidf_dimensions: int = Field(
+        default=64, ge=2, le=4096, description="SVD size of the tfidf provider's vectors"
+    )
+    tfidf_max_features: int = Field(
+        default=50_000, ge=10, description="vocabulary size of the tfidf provider"
+    )
+    text_weight: float = Field(
+        default=1.0, ge=0, description="weight of the text vector in an entity's vector"
+    )
+    attributes_weight: float = Field(
+        default=0.5,
+        ge=0,
+        description="weight of the attribute vector (scaled numbers, one-hot categories) in an "
+        "entity's vector; each block is unit-normalised before weighting, then the whole",
+    )
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="texts per provider call (default: the provider's own, else 256)",
+    )
+    build: bool = Field(
+        default=True,
+        description="'shoprec build' enriches the catalogue through the cache before fitting, "
+        "so content models can use the embeddings",
+    )
+    http: dict[str, Any] = Field(
+        default_factory=dict,
+        description="settings of the http provider (url, auth header, request/response "
+        "mapping, batching, concurrency, timeouts, retries; see HttpProviderConfig)",
+    )
+
+
 class Settings(BaseSettings):
     """Everything shoprec can be told, with the embedded defaults."""
 
@@ -153,6 +197,7 @@ class Settings(BaseSettings):
     default_model: str = Field(default="two_stage", description="the model 'recommend' serves")
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="keys accepted in X-API-Key for writes and admin routes "

@@ -54,6 +54,11 @@ SESSION_ID = "session_id"
 CONTEXT = "context"
 RECOMMENDATION_ID = "recommendation_id"
 SOURCE = "source"
+# Not canonical columns: the enrichment's text vector of an item (Array of float32) and the
+# "<provider>/<version>" that made it, which the build adds to the catalogue it trains on (see
+# shoprec.embeddings.cache.with_item_embeddings).
+EMBEDDING = "embedding"
+EMBEDDING_VERSION = "embedding_version"
 
 TS_DTYPE = pl.Datetime("us", "UTC")
 

@@ -8,10 +8,14 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 from pydantic import Field
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from shoprec.data.dataset import ITEM_INDEX, USER_INDEX, Dataset, IdMap
+from shoprec.data.schema import EMBEDDING, EMBEDDING_VERSION
+from shoprec.embeddings.attributes import AttributeEncoder, combine_blocks, unit_rows
+from shoprec.embeddings.protocol import EmbeddingError
+from shoprec.embeddings.text import entity_texts
+from shoprec.embeddings.tfidf import TfidfProvider
+from shoprec.exceptions import DataError
 from shoprec.models.base import ModelConfig, Recommender
 
 __all__ = ["ContentConfig", "ContentModel", "ItemVectoriser", "item_vectors"]
@@ -23,6 +27,12 @@ class ContentConfig(ModelConfig):
     categorical_weight: float = Field(default=1.0, ge=0)
     text_weight: float = Field(default=1.0, ge=0)
     text_dimensions: int = Field(default=64, ge=2, description="SVD size of the TF-IDF text")
+    text_source: Literal["auto", "tfidf", "embeddings"] = Field(
+        default="auto",
+        description="the text block: tfidf fitted on the training catalogue, the enrichment's "
+        "item embeddings (the workspace's configured provider, through the cache), or auto: "
+        "the embeddings when the build has them, else tfidf",
+    )
     max_categories: int = Field(
         default=200,
         ge=2,
@@ -44,138 +54,97 @@ class ContentConfig(ModelConfig):
     )
 
 
-def _attributes(items: pl.DataFrame) -> pl.Series | None:
-    if "attributes" not in items.columns or not items.get_column("attributes").drop_nulls().len():
-        return None
-    decoded = items.get_column("attributes").str.json_decode(infer_schema_length=None)
-    return decoded if isinstance(decoded.dtype, pl.Struct) else None
-
-
-def _item_text(items: pl.DataFrame) -> list[str]:
-    parts = [c for c in ("title", "text", "category") if c in items.columns]
-    if not parts:
-        return [""] * items.height
-    joined = items.select(
-        pl.concat_str([pl.col(c).cast(pl.String) for c in parts], separator=" ", ignore_nulls=True)
-    ).to_series()
-    return [str(t) for t in joined.fill_null("").to_list()]
-
-
 class ItemVectoriser:
-    """Item vectors from numeric, one-hot categorical and TF-IDF/SVD text blocks.
+    """Item vectors from numeric, one-hot categorical and text blocks.
 
-    ``fit`` learns the columns, category values, means, spreads, vocabulary and projection from
-    the catalogue; ``transform`` embeds any items with them, so an item added after training gets
-    a vector in the same space. Each block is scaled to unit norm per item and weighted, then
-    the whole vector is normalised.
+    The attribute blocks come from an :class:`~shoprec.embeddings.attributes.AttributeEncoder`;
+    the text block from a :class:`~shoprec.embeddings.tfidf.TfidfProvider` fitted on the
+    catalogue, or from the enrichment's item embeddings (the items' ``embedding`` column), as
+    ``text_source`` says. ``fit`` learns from the catalogue; ``transform`` embeds any items with
+    what it learned, so an item added after training gets a vector in the same space (with
+    embeddings as the text source, its ``embedding`` column must come from the same provider
+    version, ``text_provider_``; an item without one gets no text block). Each block is scaled to
+    unit norm per item and weighted, then the whole vector is normalised.
     """
 
     def __init__(self, config: ContentConfig) -> None:
         self.config = config
 
-    def _numeric(self, items: pl.DataFrame) -> np.ndarray:
-        attributes = _attributes(items)
-        columns = []
-        for name in self.numeric_:
-            if name == "price":
-                raw = items.get_column("price") if "price" in items.columns else None
-                columns.append(
-                    np.log1p(raw.cast(pl.Float64).to_numpy())
-                    if raw is not None
-                    else np.full(items.height, np.nan)
-                )
-            elif attributes is not None and name in attributes.struct.fields:
-                columns.append(attributes.struct.field(name).cast(pl.Float64).to_numpy())
-            else:
-                columns.append(np.full(items.height, np.nan))
-        return np.column_stack(columns) if columns else np.zeros((items.height, 0))
-
-    def _categorical(self, items: pl.DataFrame) -> list[pl.Series]:
-        attributes = _attributes(items)
-        columns = []
-        for name in self.categories_:
-            if name == "category" and "category" in items.columns:
-                columns.append(items.get_column("category").cast(pl.String))
-            elif attributes is not None and name in attributes.struct.fields:
-                columns.append(attributes.struct.field(name).cast(pl.String))
-            else:
-                columns.append(pl.Series(name, [None] * items.height, dtype=pl.String))
-        return columns
-
     def fit(self, items: pl.DataFrame) -> ItemVectoriser:
         config = self.config
-        attributes = _attributes(items)
-        self.numeric_: list[str] = ["price"] if "price" in items.columns else []
-        self.categories_: dict[str, list[str]] = {}
-        if "category" in items.columns:
-            self.categories_["category"] = []
-        if attributes is not None:
-            for name in attributes.struct.fields:
-                column = attributes.struct.field(name)
-                if column.dtype.is_numeric():
-                    self.numeric_.append(name)
-                elif column.dtype == pl.String and column.n_unique() <= config.max_categories:
-                    self.categories_[name] = []
-        numeric = self._numeric(items)
-        present = ~np.isnan(numeric)
-        counts = present.sum(axis=0)
-        self.means_ = np.where(counts > 0, np.nansum(numeric, axis=0) / np.maximum(counts, 1), 0)
-        filled = np.where(present, numeric, self.means_)
-        spread = filled.std(axis=0) if filled.size else np.zeros(0)
-        self.spreads_ = np.where(spread > 0, spread, 1.0)
-        for column in self._categorical(items):
-            self.categories_[column.name] = sorted(column.drop_nulls().unique().to_list())
-        texts = _item_text(items)
-        self.tfidf_: TfidfVectorizer | None = None
-        self.svd_: TruncatedSVD | None = None
-        if config.text_weight > 0 and any(t.strip() for t in texts):
-            tfidf = TfidfVectorizer(min_df=1, max_features=50_000, sublinear_tf=True)
+        self.attributes_ = AttributeEncoder(
+            config.numeric_weight, config.categorical_weight, config.max_categories
+        ).fit(items)
+        has_embeddings = EMBEDDING in items.columns and items.get_column(EMBEDDING).len() > (
+            items.get_column(EMBEDDING).null_count()
+        )
+        self.text_source_: Literal["tfidf", "embeddings"] = (
+            "embeddings"
+            if config.text_source == "embeddings"
+            or (config.text_source == "auto" and has_embeddings)
+            else "tfidf"
+        )
+        self.tfidf_: TfidfProvider | None = None
+        self.text_dim_ = 0
+        self.text_provider_: str | None = None
+        if self.text_source_ == "embeddings":
+            if not has_embeddings:
+                raise DataError(
+                    "content model: text_source is 'embeddings' but the items carry no "
+                    "embeddings; run 'shoprec enrich' (or build from the workspace lake)"
+                )
+            dtype = items.schema[EMBEDDING]
+            self.text_dim_ = dtype.size if isinstance(dtype, pl.Array) else 0
+            self.text_provider_ = _embedding_version(items)
+        elif config.text_weight > 0:
             try:
-                matrix = tfidf.fit_transform(texts)
-            except ValueError:  # nothing but stop words and blanks
-                matrix = None
-            if matrix is not None:
-                self.tfidf_ = tfidf
-                size = min(config.text_dimensions, matrix.shape[1] - 1, matrix.shape[0] - 1)
-                if size >= 2:
-                    self.svd_ = TruncatedSVD(n_components=size, random_state=0).fit(matrix)
+                self.tfidf_ = TfidfProvider(config.text_dimensions).fit(entity_texts(items))
+            except EmbeddingError:  # nothing but blanks: no text block
+                self.tfidf_ = None
         return self
 
-    def transform(self, items: pl.DataFrame) -> np.ndarray:
-        config = self.config
-        blocks: list[np.ndarray] = []
-        if self.numeric_ and config.numeric_weight > 0:
-            numeric = self._numeric(items)
-            numeric = np.where(np.isnan(numeric), self.means_, numeric)
-            blocks.append(config.numeric_weight * _unit((numeric - self.means_) / self.spreads_))
-        if self.categories_ and config.categorical_weight > 0:
-            onehots = []
-            for column in self._categorical(items):
-                values = self.categories_[column.name]
-                position = {v: i for i, v in enumerate(values)}
-                block = np.zeros((items.height, len(values)))
-                for row, value in enumerate(column.to_list()):
-                    if value in position:
-                        block[row, position[value]] = 1.0
-                onehots.append(block)
-            blocks.append(config.categorical_weight * _unit(np.hstack(onehots)))
+    def _text(self, items: pl.DataFrame) -> np.ndarray | None:
         if self.tfidf_ is not None:
-            matrix = self.tfidf_.transform(_item_text(items))
-            text = self.svd_.transform(matrix) if self.svd_ is not None else matrix.toarray()
-            blocks.append(config.text_weight * _unit(np.asarray(text, dtype=np.float64)))
-        if not blocks:
-            return np.zeros((items.height, 1), dtype=np.float32)
-        return _unit(np.hstack(blocks)).astype(np.float32)
+            return self.tfidf_.embed(entity_texts(items))
+        if self.text_source_ != "embeddings":
+            return None
+        if EMBEDDING not in items.columns:
+            return np.zeros((items.height, self.text_dim_), np.float32)
+        dtype = items.schema[EMBEDDING]
+        if not isinstance(dtype, pl.Array) or dtype.size != self.text_dim_:
+            raise DataError(
+                f"content model: the items' embeddings are {dtype}, not the "
+                f"{self.text_dim_}-dimensional vectors it was fitted with"
+            )
+        vectors = np.nan_to_num(items.get_column(EMBEDDING).to_numpy())
+        if EMBEDDING_VERSION in items.columns and self.text_provider_ is not None:
+            other = items.get_column(EMBEDDING_VERSION) != self.text_provider_
+            vectors[other.fill_null(True).to_numpy()] = 0.0  # another vector space: no text
+        return np.asarray(vectors, np.float32)
+
+    def transform(self, items: pl.DataFrame) -> np.ndarray:
+        blocks = self.attributes_.blocks(items)
+        text = self._text(items)
+        if text is not None:
+            blocks.append((text, self.config.text_weight))
+        return combine_blocks(blocks, items.height)
+
+
+def _embedding_version(items: pl.DataFrame) -> str | None:
+    if EMBEDDING_VERSION not in items.columns:
+        return None
+    versions = items.get_column(EMBEDDING_VERSION).drop_nulls().unique().to_list()
+    if len(versions) > 1:
+        raise DataError(
+            f"content model: the items' embeddings come from {len(versions)} providers or "
+            f"versions ({', '.join(sorted(versions)[:3])}); one vector space is needed"
+        )
+    return versions[0] if versions else None
 
 
 def item_vectors(items: pl.DataFrame, config: ContentConfig) -> np.ndarray:
     """Vectors of a whole catalogue (see :class:`ItemVectoriser`)."""
     return ItemVectoriser(config).fit(items).transform(items)
-
-
-def _unit(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.asarray(np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0))
 
 
 class ContentModel(Recommender[ContentConfig]):
@@ -251,7 +220,7 @@ class ContentModel(Recommender[ContentConfig]):
         preferences = self._preferences(rows, users)
         has_query = np.linalg.norm(preferences, axis=1) > 0
         weight = np.where(has_query, self.config.popularity_weight, 0.0)[:, None]
-        return np.hstack([_unit(preferences), weight]).astype(np.float32)
+        return np.hstack([unit_rows(preferences), weight]).astype(np.float32)
 
     def _preferences(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
         unchanged = self.unchanged_rows(rows, users)
@@ -268,7 +237,7 @@ class ContentModel(Recommender[ContentConfig]):
     def _nearest(self, queries: np.ndarray) -> np.ndarray:
         has_query = np.linalg.norm(queries, axis=1) > 0
         if self.config.metric == "cosine":
-            scores = _unit(queries) @ self.vectors_.T
+            scores = unit_rows(queries) @ self.vectors_.T
         else:  # larger is nearer; shifted to stay positive for users with a preference
             squared = (
                 (queries**2).sum(axis=1, keepdims=True)

@@ -8,6 +8,7 @@ published run and is replaced atomically, so a reader never sees half a run.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from shoprec.evaluation.runner import EvaluationResult
 
 __all__ = ["BuildResult", "build", "current_run", "list_runs", "load_model", "publish"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,11 +70,18 @@ def build(
 ) -> BuildResult:
     """Fit every configured model on ``events`` and write the run (published by default).
 
+    With a catalogue (``items``), the embeddings step comes first (``embeddings.build``): the
+    items are enriched through the workspace cache, and content models take their text vectors
+    from the result (``text_source: auto``).
+
     ``evaluation`` (of the same models, on a split of the same data) goes into the manifest's
     ``metrics`` and the run's ``report/`` folder, so the registry shows how good a run is.
     """
     if events.height == 0:
         raise DataError("cannot build: the training events are empty")
+    enrichment: dict[str, Any] | None = None
+    if items is not None and items.height and settings.embeddings.build:
+        items, enrichment = _enrich(items, settings)
     dataset = Dataset.from_events(events, items=items, users=users, weights=settings.event_weights)
     if dataset.interactions.height == 0:
         raise DataError(
@@ -107,6 +117,7 @@ def build(
         "n_items": dataset.n_items,
         "event_weights": settings.event_weights.model_dump(mode="json"),
         "models": entries,
+        "embeddings": enrichment,
         "default_model": settings.default_model,
         "metrics": {},
     }
@@ -132,6 +143,23 @@ def build(
     if publish_run:
         publish(settings.workspace, run_id)
     return BuildResult(run_id, run_dir, fit_seconds, settings.default_model)
+
+
+def _enrich(items: pl.DataFrame, settings: Settings) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The embeddings step: the catalogue enriched through the workspace cache with the
+    configured provider, returned with each item's text vector (for the content model) and a
+    summary for the manifest. Entities left unembedded are logged, not fatal: they get no text
+    block, and the next build or 'shoprec enrich' retries them."""
+    from shoprec.embeddings.cache import with_item_embeddings
+    from shoprec.embeddings.enrich import describe, enrich_catalogue
+
+    report = enrich_catalogue(items, settings)
+    if report.failed:
+        logger.warning("embeddings step: %s", describe(report))
+    summary = {key: value for key, value in report.to_dict().items() if key != "failures"} | {
+        "seconds": round(report.seconds, 3)
+    }
+    return with_item_embeddings(items, settings.workspace, report.provider), summary
 
 
 def publish(workspace: Path, run_id: str) -> None:
