@@ -50,10 +50,16 @@ def process(args: list[str]) -> Any:
     return shoprec_process(args, clean_env(SHOPREC_API_KEYS=KEY))
 
 
+def server_ms(response: httpx.Response) -> float:
+    """The server's own time on a request, from its Server-Timing header."""
+    return float(response.headers["server-timing"].split("dur=")[1])
+
+
 def click_trials(url: str, users: list[str], items: list[str], trials: int) -> dict[str, Any]:
     """Post a view, then read recommendations until they fold it in; per-trial latency."""
     rng = np.random.default_rng(1)
     latencies: list[float] = []
+    in_server: list[float] = []  # server time of the post and of the reads, per trial
     reads: list[int] = []
     failures = 0
     with httpx.Client(base_url=url, timeout=10) as client:
@@ -73,10 +79,14 @@ def click_trials(url: str, users: list[str], items: list[str], trials: int) -> d
                 failures += 1
                 continue
             count, deadline = 0, started + 2.0
+            spent = server_ms(posted)
             while time.perf_counter() < deadline:
                 count += 1
-                if client.get(path).json()["live_events"] > seen:
+                read = client.get(path)
+                spent += server_ms(read)
+                if read.json()["live_events"] > seen:
                     latencies.append((time.perf_counter() - started) * 1000)
+                    in_server.append(spent)
                     reads.append(count)
                     break
             else:
@@ -84,6 +94,7 @@ def click_trials(url: str, users: list[str], items: list[str], trials: int) -> d
             if trial % 50 == 49:
                 print(f"  {trial + 1} trials", flush=True)
     values = np.asarray(latencies) if latencies else np.array([np.nan])
+    server = np.asarray(in_server) if in_server else np.array([np.nan])
     return {
         "trials": trials,
         "updated": len(latencies),
@@ -93,6 +104,12 @@ def click_trials(url: str, users: list[str], items: list[str], trials: int) -> d
         "p99_ms": round(float(np.percentile(values, 99)), 3),
         "max_ms": round(float(values.max()), 3),
         "reads_median": float(np.median(reads)) if reads else None,
+        "server_p50_ms": round(float(np.percentile(server, 50)), 3),
+        "server_p99_ms": round(float(np.percentile(server, 99)), 3),
+        "slowest": [
+            {"ms": round(latencies[i], 3), "server_ms": round(in_server[i], 3)}
+            for i in np.argsort(latencies)[-5:][::-1].tolist()
+        ],
     }
 
 

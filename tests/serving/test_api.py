@@ -444,6 +444,7 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         workspace=workspace,
         models={"popular": {"kind": "popular"}, "content": {"kind": "content"}},
         default_model="popular",
+        api_keys=[API_KEY],
     )
     lake = Lake(workspace)
     build(lake.events(), settings, items=lake.items())
@@ -528,6 +529,64 @@ def test_score_reports_unknown_and_mistyped_ids_per_entity(market: TestClient) -
         {"entity": "missing", "status": "not_found"},
         {"entity": "L2", "status": "wrong_type: is a listing"},
     ]
+
+
+def _python_scores(market: TestClient, listing: str) -> list[float]:
+    body = market.post(
+        "/score",
+        json={
+            "algo": "cosine-sim",
+            "type": "listing-candidate",
+            "item": [listing],
+            "items2": ["C1", "C2", "C3"],
+        },
+    ).json()
+    assert body["results"][0]["status"] == "ok", body
+    scores: list[float] = body["results"][0]["scores"]
+    return scores
+
+
+def test_items_posted_between_builds_are_scored_at_once(market: TestClient) -> None:
+    new = {
+        "item_id": "L9",
+        "entity_type": "listing",
+        "title": "Pastry chef and baker for a bakery",
+        "category": "jobs",
+    }
+    assert "X-API-Key" in _error(market.post("/items", json=new), 401)
+    answer = market.post("/items?wait=5", json=new, headers=KEY)
+    assert answer.status_code == 202
+    assert answer.json() == {"accepted": 1, "item_ids": ["L9"], "embedded": 1}
+    scores = _python_scores(market, "L9")
+    assert int(np.argmax(scores)) == 1  # the baker
+    # A changed item is scored by its new content, before any rebuild.
+    before = _python_scores(market, "L2")
+    changed = {**new, "item_id": "L2", "title": "Senior Python developer, data platform"}
+    assert market.post("/items?wait=5", json=[changed], headers=KEY).json()["embedded"] == 1
+    after = _python_scores(market, "L2")
+    assert int(np.argmax(before)) == 1
+    assert int(np.argmax(after)) in (0, 2)
+    # the worker also stored both in the lake: the next build sees them
+    workspace = market.app.state.service.workspace  # type: ignore[attr-defined]
+    titles = dict(Lake(workspace).items().select("item_id", "title").iter_rows())
+    assert titles["L9"] == new["title"]
+    assert titles["L2"] == changed["title"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"entity_type": "listing"}, "item_id"),
+        ({"item_id": "x", "price": -1}, "price"),
+        ({"item_id": "x", "entity_type": "bad type"}, "entity_type"),
+        ({"item_id": "x", "colour": "red"}, "colour"),
+        ([], "empty"),
+    ],
+)
+def test_bad_items_are_rejected_naming_the_field(
+    market: TestClient, body: object, field: str
+) -> None:
+    assert field in _error(market.post("/items", json=body, headers=KEY), 422)
 
 
 @pytest.mark.parametrize(

@@ -176,6 +176,29 @@ def test_vectors_round_trip_as_float32(open_live: OpenState) -> None:
     assert state.vector("u2", "content") is None
 
 
+def test_item_vectors_by_space_entity_type_and_id(open_live: OpenState) -> None:
+    state = open_live()
+    assert state.item_vectors("tfidf:1", []) == []
+    state.set_item_vectors("tfidf:1", [])
+    state.set_item_vectors(
+        "tfidf:1",
+        [("listing", "a", np.array([1.0, 2.0])), ("candidate", "a", np.array([3.0, 4.0]))],
+    )
+    state.set_item_vectors("minilm:2", [("listing", "a", np.array([9.0]))])
+    listing, candidate, missing, other = state.item_vectors(
+        "tfidf:1", [("listing", "a"), ("candidate", "a"), ("listing", "b"), ("item", "a")]
+    )
+    assert listing is not None
+    assert listing.dtype == np.float32
+    np.testing.assert_array_equal(listing, [1.0, 2.0])
+    np.testing.assert_array_equal(candidate, [3.0, 4.0])
+    assert missing is None
+    assert other is None
+    np.testing.assert_array_equal(state.item_vectors("minilm:2", [("listing", "a")])[0], [9.0])
+    state.set_item_vectors("tfidf:1", [("listing", "a", np.array([0.0, 1.0]))])  # replaced
+    np.testing.assert_array_equal(state.item_vectors("tfidf:1", [("listing", "a")])[0], [0.0, 1.0])
+
+
 def test_applied_count_and_was_applied(open_live: OpenState) -> None:
     state = open_live()
     assert state.applied_count() == 0

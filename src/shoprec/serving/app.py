@@ -41,7 +41,7 @@ from shoprec.data.lake import Lake
 from shoprec.exceptions import ShoprecError
 from shoprec.pipeline.build import list_runs, publish
 from shoprec.serving.catalogue import SearchQuery
-from shoprec.serving.engine import Engine, RecommendationList, SimilarMethod
+from shoprec.serving.engine import Engine, LiveItemVectors, RecommendationList, SimilarMethod
 from shoprec.serving.registry import NotReadyError, Registry
 from shoprec.serving.schemas import (
     MAX_BATCH_EVENTS,
@@ -51,6 +51,8 @@ from shoprec.serving.schemas import (
     EventIn,
     EventsAccepted,
     ItemDetail,
+    ItemIn,
+    ItemsAccepted,
     RecommendationResponse,
     ScoreRequest,
     ScoreResponse,
@@ -438,7 +440,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
     @app.post("/score", tags=["scoring"], response_model=ScoreResponse)
     async def score(served: Served, request: ScoreRequest) -> Response:
         """Scores between two lists of entities, by their embeddings, in one computation."""
-        return _json(score_batch(served, request))
+        return _json(score_batch(served, request, live=service.state.item_vectors))
 
     # -- events ---------------------------------------------------------------------------------
     @app.post(
@@ -462,6 +464,47 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
             )
         ids = service.accept(batch)
         return EventsAccepted(accepted=len(ids), event_ids=ids)
+
+    @app.post(
+        "/items",
+        status_code=202,
+        tags=["catalogue"],
+        dependencies=[Depends(require_key)],
+    )
+    def post_items(
+        items: Annotated[
+            ItemIn | list[ItemIn],
+            Body(description=f"one item, or a list of at most {MAX_BATCH_EVENTS}"),
+        ],
+        wait: Annotated[
+            float, Query(ge=0, le=10, description="seconds to wait until they can be scored")
+        ] = 0.0,
+    ) -> ItemsAccepted:
+        """New or changed catalogue items between builds: the worker stores them in the lake
+        and embeds them, so ``POST /score`` can score them before the next build does."""
+        batch = items if isinstance(items, list) else [items]
+        if not batch:
+            raise HTTPException(422, "body: the list of items is empty")
+        if len(batch) > MAX_BATCH_EVENTS:
+            raise HTTPException(
+                413, f"body: {len(batch)} items in one request; at most {MAX_BATCH_EVENTS}"
+            )
+        try:
+            service.bus.publish([item.message() for item in batch])
+        except ShoprecError as exc:
+            raise HTTPException(503, f"the event bus cannot take items now: {exc}") from None
+        keys = [(item.entity_type, item.item_id) for item in batch]
+        deadline = time.monotonic() + wait
+        embedded = 0
+        while True:
+            space = service.engine.embedding_space if service.registry.ready else ""
+            embedded = sum(v is not None for v in service.state.item_vectors(space, keys))
+            if embedded == len(keys) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.005)
+        return ItemsAccepted(
+            accepted=len(batch), item_ids=[i.item_id for i in batch], embedded=embedded
+        )
 
     # -- catalogue and users --------------------------------------------------------------------
     @app.get("/items", tags=["catalogue"])
@@ -605,14 +648,17 @@ def _card(engine: Engine, item_id: str) -> dict[str, Any]:
     return {"item_id": item_id, **engine.catalogue.summary(item_id)}
 
 
-def score_batch(engine: Engine, request: ScoreRequest) -> ScoreResponse:
+def score_batch(
+    engine: Engine, request: ScoreRequest, *, live: LiveItemVectors | None = None
+) -> ScoreResponse:
     """``POST /score`` (and ``shoprec score``): one matrix for the whole batch; every request
-    and its results logged as one JSON line with a request id."""
+    and its results logged as one JSON line with a request id. ``live`` finds embeddings of
+    items that arrived after the run was built (the live state's)."""
     left_type, right_type = request.type.split("-", 1)
     left = [str(i) for i in request.item]
     right = [str(i) for i in request.items2]
     started = time.perf_counter()
-    pairs = engine.pair_scores(request.algo, left_type, right_type, left, right)
+    pairs = engine.pair_scores(request.algo, left_type, right_type, left, right, live)
     created = datetime.now(UTC).isoformat()
     matched = [request.items2[i] for i in pairs.right]
     results: list[ScoreResult] = []

@@ -13,7 +13,7 @@ and the generator that proposed an item best explains it. Other models answer th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -63,6 +63,11 @@ class RecommendationList:
     cold_start: bool
     method: str | None = None  # for similar items: the method that answered
     live_events: int = 0  # live events of the user folded in
+
+
+# Embeddings of ``(entity_type, item_id)`` pairs in a vector space, None where unknown (the
+# live state's ``item_vectors``).
+LiveItemVectors = Callable[[str, Sequence[tuple[str, str]]], list[np.ndarray | None]]
 
 
 @dataclass(frozen=True)
@@ -210,8 +215,12 @@ class Engine:
             method: self.catalogue.rows(model.item_ids_.external.tolist())
             for method, model in self._sources.items()
         }
+        self._vectoriser: ItemVectoriser | None = None
         self.embeddings = self._embeddings()
         self._unit_embeddings = _unit(self.embeddings)
+        # The vector space of the embeddings: vectors of items that arrive later (the worker
+        # embeds them) are comparable only within it.
+        self.embedding_space = f"content:{run_id}"
 
     # -- loading ---------------------------------------------------------------------------------
     def _load(self, name: str) -> Recommender[Any]:
@@ -278,7 +287,7 @@ class Engine:
         a run without a content model) the same vectoriser applied to the catalogue."""
         content = self._sources.get("content")
         if isinstance(content, ContentModel):
-            vectoriser = content.vectoriser_
+            vectoriser = self._vectoriser = content.vectoriser_
             known = content.item_ids_.to_index(self.catalogue.ids)
             vectors = np.zeros((len(self.catalogue), content.vectors_.shape[1]), np.float32)
             vectors[known >= 0] = content.vectors_[known[known >= 0]]
@@ -286,8 +295,14 @@ class Engine:
             if missing.size:
                 vectors[missing] = vectoriser.transform(self.catalogue.frame[missing])
             return vectors
-        vectoriser = ItemVectoriser(ContentConfig()).fit(self.catalogue.frame)
+        vectoriser = self._vectoriser = ItemVectoriser(ContentConfig()).fit(self.catalogue.frame)
         return np.asarray(vectoriser.transform(self.catalogue.frame), np.float32)
+
+    def embed_items(self, items: pl.DataFrame) -> np.ndarray:
+        """Embeddings of items (lake rows) in :attr:`embedding_space`, e.g. items that arrived
+        after the build."""
+        assert self._vectoriser is not None
+        return np.asarray(self._vectoriser.transform(items), np.float32)
 
     # -- live state ------------------------------------------------------------------------------
     def vector_name(self, generator: str) -> str:
@@ -460,12 +475,13 @@ class Engine:
             return RecommendationList([], found=True, cold_start=False)
         ranked = self.scorer.score(user_id, union, scores, ranks, k)
         # Each item is explained by the generator that ranked it best.
-        position = {int(item): i for i, item in enumerate(union.tolist())}
-        best = {
-            int(item): int(np.nanargmin(ranks[position[int(item)]]))
-            for item in ranked.items.tolist()
-            if int(item) in position
-        }
+        at = np.searchsorted(union, ranked.items)  # union is sorted (np.unique)
+        at = np.minimum(at, union.size - 1)
+        listed = union[at] == ranked.items
+        sources = np.argmin(
+            np.where(np.isnan(ranks[at[listed]]), np.inf, ranks[at[listed]]), axis=1
+        )
+        best = dict(zip(ranked.items[listed].tolist(), sources.tolist(), strict=True))
         reasons: dict[int, str] = {}
         for column, name in enumerate(names):
             mine = [item for item, source in best.items() if source == column]
@@ -649,18 +665,37 @@ class Engine:
         ]
 
     # -- pairwise scores -------------------------------------------------------------------------
-    def _resolve(self, ids: Sequence[str], entity_type: str) -> tuple[list[int], dict[int, str]]:
-        rows = self.catalogue.rows(ids)
-        usable: list[int] = []
+    def _resolve(
+        self, ids: Sequence[str], entity_type: str, live: LiveItemVectors | None
+    ) -> tuple[list[int], np.ndarray, dict[int, str]]:
+        """Positions of ``ids`` that can be scored, their embeddings, and why the others
+        cannot. Every id is also looked up in ``live``: items that arrived or changed after the
+        build, embedded by the worker, are scored by their live vector."""
+        rows = self.catalogue.rows(ids).tolist()
         status: dict[int, str] = {}
-        for position, row in enumerate(rows.tolist()):
-            if row < 0:
-                status[position] = "not_found"
-            elif self.catalogue.entity_types[row] != entity_type:
-                status[position] = f"wrong_type: is a {self.catalogue.entity_types[row]}"
-            else:
+        arrived: dict[int, np.ndarray] = {}
+        if live is not None:
+            found = live(self.embedding_space, [(entity_type, i) for i in ids])
+            arrived = {
+                position: vector
+                for position, vector in enumerate(found)
+                if vector is not None and vector.shape == (self.embeddings.shape[1],)
+            }
+        types = self.catalogue.entity_types
+        usable: list[int] = []
+        for position, row in enumerate(rows):
+            if row >= 0 and types[row] != entity_type and position not in arrived:
+                status[position] = f"wrong_type: is a {types[row]}"
+            elif row >= 0 or position in arrived:
                 usable.append(position)
-        return usable, status
+            else:
+                status[position] = "not_found"
+        picked = np.array([rows[p] for p in usable], np.int64)
+        matrix = self.embeddings[np.maximum(picked, 0)]
+        for at, position in enumerate(usable):
+            if position in arrived:
+                matrix[at] = arrived[position]
+        return usable, matrix, status
 
     def pair_scores(
         self,
@@ -669,18 +704,16 @@ class Engine:
         right_type: str,
         left: Sequence[str],
         right: Sequence[str],
+        live: LiveItemVectors | None = None,
     ) -> PairScores:
         """Every left entity against every right entity, in one matrix product: cosine
-        similarity, or Euclidean distance (smaller is closer) between the embeddings."""
-        left_ok, left_status = self._resolve(left, left_type)
-        right_ok, right_status = self._resolve(right, right_type)
-        left_rows = self.catalogue.rows([left[i] for i in left_ok])
-        right_rows = self.catalogue.rows([right[i] for i in right_ok])
+        similarity, or Euclidean distance (smaller is closer) between the embeddings.
+        ``live`` finds embeddings of items newer than the run (see :meth:`_resolve`)."""
+        left_ok, a, left_status = self._resolve(left, left_type, live)
+        right_ok, b, right_status = self._resolve(right, right_type, live)
         if algo == "cosine-sim":
-            a, b = self._unit_embeddings[left_rows], self._unit_embeddings[right_rows]
-            scores = a @ b.T
+            scores = _unit(a) @ _unit(b).T
         else:
-            a, b = self.embeddings[left_rows], self.embeddings[right_rows]
             squared = (a**2).sum(axis=1)[:, None] - 2 * a @ b.T + (b**2).sum(axis=1)[None, :]
             scores = np.sqrt(np.maximum(squared, 0.0))
         return PairScores(left_ok, right_ok, np.asarray(scores), left_status, right_status)

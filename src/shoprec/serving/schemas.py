@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shoprec.stream.events import BUILTIN_EVENT_TYPES, MAX_ID_LENGTH, EventIn, Id
+from shoprec.stream.events import BUILTIN_EVENT_TYPES, MAX_ID_LENGTH, EventIn, Id, ItemIn
 
 __all__ = [
     "BUILTIN_EVENT_TYPES",
@@ -18,6 +18,8 @@ __all__ = [
     "EventIn",
     "EventsAccepted",
     "ItemDetail",
+    "ItemIn",
+    "ItemsAccepted",
     "ListItem",
     "RecommendationResponse",
     "ScoreRequest",
@@ -82,6 +84,12 @@ class ItemDetail(BaseModel):
 class EventsAccepted(BaseModel):
     accepted: int
     event_ids: list[str]
+
+
+class ItemsAccepted(BaseModel):
+    accepted: int
+    item_ids: list[str]
+    embedded: int = Field(description="how many could already be scored when answered")
 
 
 class ScoreRequest(_Body):

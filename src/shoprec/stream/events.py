@@ -16,9 +16,19 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from shoprec.data.schema import EVENT_TYPE_PATTERN, NON_ITEM_EVENT_TYPES
 
-__all__ = ["BUILTIN_EVENT_TYPES", "MAX_ID_LENGTH", "EventIn", "Id", "known_event_types"]
+__all__ = [
+    "BUILTIN_EVENT_TYPES",
+    "ITEM_MESSAGE",
+    "MAX_ID_LENGTH",
+    "EventIn",
+    "Id",
+    "ItemIn",
+    "known_event_types",
+]
 
 MAX_ID_LENGTH = 200
+# The ``kind`` of a bus message that carries a catalogue item instead of an event.
+ITEM_MESSAGE = "item"
 FUTURE_TOLERANCE = timedelta(days=1)
 # Event types every shop may send, besides those its config weighs (event_weights).
 BUILTIN_EVENT_TYPES = frozenset(
@@ -95,3 +105,39 @@ class EventIn(BaseModel):
         else:
             event_id = self.event_id
         return {"event_id": event_id, **record, "source": "api"}
+
+
+AttributeValue = Annotated[str, StringConstraints(max_length=500)] | int | float | bool | None
+
+
+class ItemIn(BaseModel):
+    """A catalogue item as a shop sends it between builds (``POST /items``, the bus): the
+    worker stores it in the lake and embeds it, so it can be scored at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: Id
+    entity_type: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,40}$")] = "item"
+    title: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    category: Annotated[str, StringConstraints(max_length=200)] | None = None
+    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    available: bool = True
+    attributes: dict[Annotated[str, StringConstraints(max_length=64)], AttributeValue] = Field(
+        default_factory=dict, max_length=64
+    )
+    text: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+
+    def message(self) -> dict[str, Any]:
+        """The bus message that carries this item."""
+        return {"kind": ITEM_MESSAGE, "item": self.model_dump(mode="json")}
+
+    def row(self, received: datetime) -> dict[str, Any]:
+        """The item as a lake row (``attributes`` as JSON text)."""
+        record = self.model_dump(mode="json")
+        record["attributes"] = (
+            json.dumps(self.attributes, sort_keys=True) if self.attributes else None
+        )
+        record["created_at"] = received
+        return record

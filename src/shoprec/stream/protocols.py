@@ -96,6 +96,16 @@ class LiveState(Protocol):
 
     def vector(self, user_id: str, name: str) -> np.ndarray | None: ...
 
+    def set_item_vectors(self, space: str, vectors: Sequence[tuple[str, str, np.ndarray]]) -> None:
+        """Store embeddings of items that arrived after the build, as ``(entity_type, item_id,
+        vector)``, in the vector ``space`` (provider and version) they belong to."""
+        ...
+
+    def item_vectors(self, space: str, items: Sequence[tuple[str, str]]) -> list[np.ndarray | None]:
+        """The stored embeddings of ``(entity_type, item_id)`` pairs in ``space`` (None where
+        there is none)."""
+        ...
+
     def user_counters(self, user_id: str) -> dict[str, int]:
         """Events applied for the user, by event type."""
         ...

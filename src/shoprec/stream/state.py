@@ -125,6 +125,7 @@ class MemoryLiveState:
         self._user_counts: dict[str, Counter[str]] = {}
         self._item_counts: dict[str, Counter[str]] = {}
         self._vectors: dict[tuple[str, str], np.ndarray] = {}
+        self._item_vectors: dict[tuple[str, str, str], np.ndarray] = {}
 
     def apply(self, event: dict[str, Any]) -> bool:
         parsed = _parse_event(event)
@@ -183,6 +184,17 @@ class MemoryLiveState:
         with self._lock:
             stored = self._vectors.get((user_id, name))
         return None if stored is None else stored.copy()
+
+    def set_item_vectors(self, space: str, vectors: Sequence[tuple[str, str, np.ndarray]]) -> None:
+        stored = [(kind, item, _float32_vector(vector)) for kind, item, vector in vectors]
+        with self._lock:
+            for kind, item, vector in stored:
+                self._item_vectors[space, kind, item] = vector
+
+    def item_vectors(self, space: str, items: Sequence[tuple[str, str]]) -> list[np.ndarray | None]:
+        with self._lock:
+            found = [self._item_vectors.get((space, kind, item)) for kind, item in items]
+        return [None if vector is None else vector.copy() for vector in found]
 
     def user_counters(self, user_id: str) -> dict[str, int]:
         with self._lock:
@@ -381,6 +393,25 @@ class RedisLiveState:
         dims = (-1,) if shape is None else tuple(int(n) for n in shape.decode().split(",") if n)
         return np.frombuffer(data, dtype=np.float32).reshape(dims).copy()
 
+    def set_item_vectors(self, space: str, vectors: Sequence[tuple[str, str, np.ndarray]]) -> None:
+        """One hash per vector space, a field per ``entity_type`` and ``item_id``."""
+        if not vectors:
+            return
+        self.client.hset(
+            self._key("itemvec", space),
+            mapping={
+                _item_field(kind, item): _float32_vector(vector).tobytes()
+                for kind, item, vector in vectors
+            },
+        )
+
+    def item_vectors(self, space: str, items: Sequence[tuple[str, str]]) -> list[np.ndarray | None]:
+        if not items:
+            return []
+        fields = [_item_field(kind, item) for kind, item in items]
+        found = self.client.hmget(self._key("itemvec", space), fields)
+        return [None if data is None else np.frombuffer(data, np.float32).copy() for data in found]
+
     def user_counters(self, user_id: str) -> dict[str, int]:
         return _decode_counters(self.client.hgetall(self._key("user", user_id)))
 
@@ -409,6 +440,10 @@ class RedisLiveState:
     def close(self) -> None:
         """Release the client's connections."""
         self.client.close()
+
+
+def _item_field(entity_type: str, item_id: str) -> str:
+    return json.dumps([entity_type, item_id])
 
 
 def _decode_recent(entry: bytes) -> tuple[str, str]:

@@ -9,6 +9,8 @@ For each batch taken from the bus, in order:
 3. for each user touched, their full recent history is folded into fresh vectors (the
    collaborative factors and the content preference of the served model's generators), and
    their session's co-purchase candidates are refreshed;
+   Catalogue items sent between builds (``POST /items``) are stored in the lake and embedded
+   in the served run's vector space, their vectors kept in the live state for scoring;
 4. the events are appended to the lake (idempotent by ``event_id``), in flushes of up to
    ``flush_events`` events or every ``flush_seconds``;
 5. only then are the messages acknowledged. A worker killed anywhere before step 5 leaves them
@@ -30,9 +32,9 @@ import polars as pl
 from pydantic import ValidationError
 
 from shoprec.data.lake import EventIdCache, Lake
-from shoprec.data.schema import EVENTS_SCHEMA, conform
-from shoprec.exceptions import describe_validation_error
-from shoprec.stream.events import EventIn
+from shoprec.data.schema import EVENTS_SCHEMA, ITEMS_SCHEMA, conform
+from shoprec.exceptions import ShoprecError, describe_validation_error
+from shoprec.stream.events import ITEM_MESSAGE, EventIn, ItemIn
 from shoprec.stream.protocols import Delivery, EventBus, LiveState
 
 if TYPE_CHECKING:
@@ -48,10 +50,22 @@ class WorkerStats:
     applied: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    items_stored: int = 0
+    items_embedded: int = 0
+    embedding_failures: int = 0
     lake_added: int = 0
     acknowledged: int = 0
     batches: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+def check_item(delivery: Delivery) -> tuple[ItemIn | None, str | None]:
+    """The catalogue item of an item message, or why it cannot be stored."""
+    assert delivery.event is not None
+    try:
+        return ItemIn.model_validate(delivery.event.get("item")), None
+    except ValidationError as exc:
+        return None, "item: " + describe_validation_error(exc)
 
 
 def check_event(
@@ -131,8 +145,16 @@ class Worker:
         """Take one batch from the bus and apply it; returns how many messages it took."""
         deliveries = self.bus.consume(self.consumer, count=self.batch, block_ms=self.block_ms)
         good: list[tuple[Delivery, dict[str, Any]]] = []
+        items: list[tuple[Delivery, ItemIn]] = []
         for delivery in deliveries:
-            event, problem = check_event(delivery, self.event_types)
+            if delivery.event is not None and delivery.event.get("kind") == ITEM_MESSAGE:
+                item, problem = check_item(delivery)
+                if item is not None:
+                    items.append((delivery, item))
+                    continue
+                event = None
+            else:
+                event, problem = check_event(delivery, self.event_types)
             if event is None:
                 self.bus.dead_letter(delivery, problem or "invalid")
                 self.stats.dead_lettered += 1
@@ -147,8 +169,10 @@ class Worker:
         self._refresh_vectors({e["user_id"] for e in fresh if e.get("item_id")})
         if fresh and self.on_applied is not None:
             self.on_applied(fresh)
+        self._store_items([item for _, item in items])
         self._unflushed.extend(events)
         self._unacked.extend(d.message_id for d, _ in good)
+        self._unacked.extend(d.message_id for d, _ in items)
         if (
             self._unflushed
             and (
@@ -159,6 +183,35 @@ class Worker:
             self.flush()
         self.stats.batches += 1
         return len(deliveries)
+
+    def _store_items(self, items: list[ItemIn]) -> None:
+        """Upsert items into the lake now (the catalogue of the next build) and embed them in
+        the served run's space. An embedding that fails is logged and counted, not retried:
+        the item is in the lake, and the next ``shoprec enrich`` or build embeds it."""
+        if not items:
+            return
+        received = datetime.now(UTC)
+        frame = conform(pl.DataFrame([item.row(received) for item in items]), ITEMS_SCHEMA)
+        if self.lake is not None:
+            self.lake.append(items=frame)
+        self.stats.items_stored += len(items)
+        engine = self.engine()
+        if engine is None:
+            return
+        try:
+            vectors = engine.embed_items(frame)
+        except ShoprecError as exc:
+            self.stats.embedding_failures += len(items)
+            log.error("could not embed %d new items: %s", len(items), exc)
+            return
+        self.state.set_item_vectors(
+            engine.embedding_space,
+            [
+                (item.entity_type, item.item_id, vector)
+                for item, vector in zip(items, vectors, strict=True)
+            ],
+        )
+        self.stats.items_embedded += len(items)
 
     def flush(self) -> None:
         """Append the applied events to the lake, then acknowledge them."""
