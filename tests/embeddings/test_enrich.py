@@ -218,3 +218,30 @@ def test_entities_without_text_are_not_sent(workspace: Path) -> None:
     provider = BatchedFake()
     report = enrich(frame, provider, EmbeddingCache(workspace))
     assert (report.embedded, report.empty, provider.texts_seen) == (1, 1, ["Milk"])
+
+
+def test_an_unwritable_cache_stops_sending(
+    items: pl.DataFrame, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = EmbeddingCache(workspace)
+    store = cache.store
+    stored: list[int] = []
+
+    def store_once(provider: str, version: str, hashes: Sequence[str], vectors: np.ndarray) -> Path:
+        if stored:
+            raise OSError(28, "No space left on device")
+        stored.append(len(hashes))
+        return store(provider, version, hashes, vectors)
+
+    class Slowish(BatchedFake):
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            time.sleep(0.01)
+            return super().embed(texts)
+
+    monkeypatch.setattr(cache, "store", store_once)
+    provider = Slowish(batch_size=50)
+    with pytest.raises(OSError, match="No space left"):
+        enrich(items, provider, cache)
+    assert provider.calls < 20  # the batches not yet started were cancelled
+    hashes = [content_hash(t) for t in entity_texts(items.head(50))]
+    assert EmbeddingCache(workspace).contains("fake", "1", hashes).all()

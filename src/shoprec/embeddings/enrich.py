@@ -211,18 +211,23 @@ def enrich(
             pool.submit(_embed_batch, provider, batch, [pending[h] for h in batch])
             for batch in batches
         ]
-        for future in as_completed(futures):
-            call = future.result()
-            report.calls += 1
-            _record_call(cache, provider, version, call)
-            if call.vectors is None:
-                report.failed_calls += 1
-                failed.update(dict.fromkeys(call.hashes, call.error or "failed"))
-            else:
-                cache.store(provider.name, version, call.hashes, call.vectors)
-            done += len(call.hashes)
-            if on_progress is not None:
-                on_progress(done, len(keys))
+        try:
+            for future in as_completed(futures):
+                call = future.result()
+                report.calls += 1
+                _record_call(cache, provider, version, call)
+                if call.vectors is None:
+                    report.failed_calls += 1
+                    failed.update(dict.fromkeys(call.hashes, call.error or "failed"))
+                else:
+                    cache.store(provider.name, version, call.hashes, call.vectors)
+                done += len(call.hashes)
+                if on_progress is not None:
+                    on_progress(done, len(keys))
+        except BaseException:  # interrupted, or the cache cannot be written: stop sending
+            for future in futures:
+                future.cancel()
+            raise
     for position, item_id in enumerate(ids):
         if empty[position]:
             report.empty += 1
@@ -370,11 +375,6 @@ def _tfidf(
     provider = TfidfProvider(dimensions, max_features).fit(entity_texts(items))
     provider.save(path)
     return provider
-
-
-def failure_summary(report: EnrichReport, first: int = 10) -> list[str]:
-    """The first failures as ``item_id: reason`` lines."""
-    return [f"{f.item_id}: {f.reason}" for f in report.failures[:first]]
 
 
 def describe(report: EnrichReport) -> str:
