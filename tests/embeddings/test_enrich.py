@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -11,11 +12,13 @@ import polars as pl
 import pytest
 from prometheus_client import REGISTRY
 
+from shoprec.config import EmbeddingSettings, load_settings
 from shoprec.embeddings import EmbeddingError, FakeProvider, content_hash
 from shoprec.embeddings.cache import EmbeddingCache, load_item_embeddings, with_item_embeddings
-from shoprec.embeddings.enrich import embed_items, enrich
+from shoprec.embeddings.enrich import embed_items, enrich, open_provider
+from shoprec.embeddings.http import HttpProvider
 from shoprec.embeddings.text import entity_texts
-from shoprec.exceptions import LakeError
+from shoprec.exceptions import ConfigError, LakeError, ShoprecError
 from tests.embeddings.shop import ingest_instacart
 
 
@@ -245,3 +248,23 @@ def test_an_unwritable_cache_stops_sending(
     assert provider.calls < 20  # the batches not yet started were cancelled
     hashes = [content_hash(t) for t in entity_texts(items.head(50))]
     assert EmbeddingCache(workspace).contains("fake", "1", hashes).all()
+
+
+def test_open_provider_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(workspace=tmp_path)
+    monkeypatch.setitem(sys.modules, "shoprec.embeddings.minilm", None)  # the extra is missing
+    with pytest.raises(ShoprecError, match=r"pip install 'shoprec\[text\]'"):
+        open_provider(settings, name="minilm")
+    with pytest.raises(ConfigError, match=r"embeddings\.http: url"):
+        open_provider(settings, name="http")
+    http = settings.model_copy(
+        update={
+            "embeddings": EmbeddingSettings(
+                provider="http", http={"url": "http://127.0.0.1:9/embed", "batch_size": 7}
+            )
+        }
+    )
+    provider = open_provider(http)
+    assert isinstance(provider, HttpProvider)
+    assert provider.batch_size == 7
+    provider.close()
