@@ -175,7 +175,7 @@ def score(
             raise DataError(f"{input}: cannot read: {exc.strerror or exc}") from None
         configure_logging(settings.workspace, background=False)
         run_id, manifest = current_run(settings.workspace)
-        engine = Engine(settings.workspace, run_id, manifest)
+        engine = Engine(settings.workspace, run_id, manifest, settings=settings)
         failed = done = 0
         output.parent.mkdir(parents=True, exist_ok=True)
         with output.open("w", encoding="utf-8") as out:
@@ -239,7 +239,9 @@ def consume(
         configure_logging(settings.workspace)
         opened_bus = open_bus(bus or serving.bus, folder=settings.workspace / "stream" / "bus")
         opened_state = open_state(state or serving.state, recent=serving.recent_events)
-        registry = Registry(settings.workspace, poll_seconds=serving.reload_seconds)
+        registry = Registry(
+            settings.workspace, poll_seconds=serving.reload_seconds, settings=settings
+        )
         registry.start()
         worker = Worker(
             opened_bus,

@@ -160,7 +160,7 @@ class Service:
         self.settings = settings
         self.workspace = settings.workspace
         self.registry = registry or Registry(
-            settings.workspace, poll_seconds=settings.serving.reload_seconds
+            settings.workspace, poll_seconds=settings.serving.reload_seconds, settings=settings
         )
         self.event_types = known_event_types(settings.event_weights.weights)
         # The bus, the live state and the worker open when the app starts (its lifespan).

@@ -22,8 +22,12 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from shoprec.config import Settings
 from shoprec.data.lake import Lake
-from shoprec.exceptions import ShoprecError
+from shoprec.embeddings.cache import EmbeddingCache, with_item_embeddings
+from shoprec.embeddings.enrich import attach_embeddings, describe, open_provider
+from shoprec.embeddings.protocol import EmbeddingProvider
+from shoprec.exceptions import LakeError, ShoprecError
 from shoprec.index import EXACT_BELOW, VectorIndex, build_index
 from shoprec.models import Recommender
 from shoprec.models.base import top_k
@@ -176,8 +180,11 @@ class Engine:
         manifest: dict[str, Any],
         *,
         exact_below: int = EXACT_BELOW,
+        settings: Settings | None = None,
     ) -> None:
         self.exact_below = exact_below
+        self.settings = settings or Settings(workspace=workspace)
+        self._provider: EmbeddingProvider | None = None
         self.workspace = workspace
         self.run_id = run_id
         self.manifest = manifest
@@ -293,16 +300,45 @@ class Engine:
             vectors[known >= 0] = content.vectors_[known[known >= 0]]
             missing = np.flatnonzero(known < 0)
             if missing.size:
-                vectors[missing] = vectoriser.transform(self.catalogue.frame[missing])
+                vectors[missing] = vectoriser.transform(
+                    self._enriched(self.catalogue.frame[missing])
+                )
             return vectors
-        vectoriser = self._vectoriser = ItemVectoriser(ContentConfig()).fit(self.catalogue.frame)
-        return np.asarray(vectoriser.transform(self.catalogue.frame), np.float32)
+        items = self._enriched(self.catalogue.frame)
+        vectoriser = self._vectoriser = ItemVectoriser(ContentConfig()).fit(items)
+        return np.asarray(vectoriser.transform(items), np.float32)
+
+    def _enriched(self, items: pl.DataFrame) -> pl.DataFrame:
+        """``items`` with the text embeddings the run's vectoriser reads (the enrichment's
+        cached vectors), when the run was built with them; no provider is called."""
+        provider = (self.manifest.get("embeddings") or {}).get("provider")
+        if provider is None:
+            return items
+        try:
+            return with_item_embeddings(items, self.workspace, provider)
+        except LakeError:  # the cache was removed since the build: no text block
+            return items
 
     def embed_items(self, items: pl.DataFrame) -> np.ndarray:
         """Embeddings of items (lake rows) in :attr:`embedding_space`, e.g. items that arrived
-        after the build."""
-        assert self._vectoriser is not None
-        return np.asarray(self._vectoriser.transform(items), np.float32)
+        or changed after the build. With enrichment text vectors, the items' text goes through
+        the workspace's embedding cache to the provider the run was built with (a call only for
+        new content); :class:`ShoprecError` if it fails or that provider has changed since."""
+        vectoriser = self._vectoriser
+        assert vectoriser is not None
+        if getattr(vectoriser, "text_source_", "tfidf") == "embeddings":
+            name, _, version = (vectoriser.text_provider_ or "").partition("/")
+            if self._provider is None:
+                self._provider = open_provider(self.settings, self.workspace, name=name)
+            if self._provider.version != version:
+                raise ShoprecError(
+                    f"the workspace's {name} provider is now version {self._provider.version}; "
+                    f"run {self.run_id} was built with {version}: build again to embed new items"
+                )
+            items, report = attach_embeddings(items, self._provider, EmbeddingCache(self.workspace))
+            if report.failed:
+                raise ShoprecError(describe(report))
+        return np.asarray(vectoriser.transform(items), np.float32)
 
     # -- live state ------------------------------------------------------------------------------
     def vector_name(self, generator: str) -> str:

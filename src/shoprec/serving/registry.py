@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from shoprec.config import Settings
 from shoprec.exceptions import ShoprecError
 from shoprec.pipeline.build import current_run
 from shoprec.serving.engine import Engine
@@ -30,8 +31,11 @@ class NotReadyError(ShoprecError):
 class Registry:
     """Holds the engine of the published run of ``workspace``."""
 
-    def __init__(self, workspace: Path, *, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self, workspace: Path, *, poll_seconds: float = 1.0, settings: Settings | None = None
+    ) -> None:
         self.workspace = workspace
+        self.settings = settings
         self.poll_seconds = poll_seconds
         self._engine: Engine | None = None
         self._load_lock = threading.Lock()
@@ -69,7 +73,7 @@ class Registry:
             started = time.perf_counter()
             try:
                 run_id, manifest = current_run(self.workspace)
-                engine = Engine(self.workspace, run_id, manifest)
+                engine = Engine(self.workspace, run_id, manifest, settings=self.settings)
             except Exception as exc:  # keep serving the old run; say why the new one failed
                 self.last_error = f"cannot load run {pointed}: {exc}"
                 log.error(self.last_error)
