@@ -23,4 +23,4 @@ def test_block_equals_fancy_indexing(n_rows: int, n_cols: int, density: float, s
     rows = rng.choice(n_rows, size=rng.integers(0, n_rows + 1), replace=True)
     columns = rng.choice(n_cols, size=rng.integers(0, n_cols + 1), replace=False)
     expected = matrix[rows][:, columns].toarray()
-    np.testing.assert_array_equal(Recommender._block(matrix, rows, columns), expected)
+    np.testing.assert_array_equal(Recommender._dense_block(matrix, rows, columns), expected)

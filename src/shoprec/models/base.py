@@ -210,7 +210,7 @@ class Recommender(ABC, Generic[C]):
         return [[self.reason] * items.shape[1] for _ in range(items.shape[0])]
 
     @staticmethod
-    def _block(matrix: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    def _dense_block(matrix: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """``matrix[rows][:, columns]`` as a dense array, read straight from the CSR arrays
         (scipy's two fancy-indexing steps cost more than the answer when explaining one
         user's list). ``matrix`` must be canonical: no repeated column within a row."""

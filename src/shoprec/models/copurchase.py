@@ -89,7 +89,7 @@ class CoPurchaseModel(Recommender[CoPurchaseConfig]):
         return self._anchored(
             rows,
             items,
-            lambda history, picks: self._block(self.pairs_, history, picks),
+            lambda history, picks: self._dense_block(self.pairs_, history, picks),
             "bought together with {title}",
         )
 

@@ -59,7 +59,7 @@ class ItemKNNModel(Recommender[ItemKNNConfig]):
         return self._anchored(
             rows,
             items,
-            lambda history, picks: self._block(self.similarity_, history, picks),
+            lambda history, picks: self._dense_block(self.similarity_, history, picks),
             "similar to {title}",
         )
 
