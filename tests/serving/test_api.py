@@ -559,6 +559,11 @@ def test_items_posted_between_builds_are_scored_at_once(market: TestClient) -> N
     assert answer.json() == {"accepted": 1, "item_ids": ["L9"], "embedded": 1}
     scores = _python_scores(market, "L9")
     assert int(np.argmax(scores)) == 1  # the baker
+    # the worker's provider call is counted on /metrics
+    assert (
+        'shoprec_embedding_calls_total{outcome="ok",provider="tfidf"}'
+        in market.get("/metrics").text
+    )
     # A changed item is scored by its new content, before any rebuild.
     before = _python_scores(market, "L2")
     changed = {**new, "item_id": "L2", "title": "Senior Python developer, data platform"}

@@ -27,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -375,7 +376,10 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
 
     @app.get("/metrics", tags=["operations"])
     def metrics() -> Response:
-        return Response(generate_latest(service.metrics), media_type=CONTENT_TYPE_LATEST)
+        # The service's own metrics, then the process-wide ones (the process, the embedding
+        # provider calls the worker makes).
+        body = generate_latest(service.metrics) + generate_latest(REGISTRY)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     # -- recommendations ------------------------------------------------------------------------
     @app.get(
