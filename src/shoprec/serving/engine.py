@@ -31,7 +31,7 @@ from shoprec.exceptions import LakeError, ShoprecError
 from shoprec.index import EXACT_BELOW, VectorIndex, build_index
 from shoprec.models import Recommender
 from shoprec.models.base import top_k
-from shoprec.models.content import ContentConfig, ContentModel, ItemVectoriser
+from shoprec.models.content import ContentConfig, ItemVectoriser
 from shoprec.ranking.scorer import CandidateScorer
 from shoprec.ranking.two_stage import TwoStageModel
 from shoprec.serving.catalogue import Catalogue, UserDirectory
@@ -290,22 +290,17 @@ class Engine:
         return sources
 
     def _embeddings(self) -> np.ndarray:
-        """One vector per catalogue item: the content model's, and for items it never saw (or
-        a run without a content model) the same vectoriser applied to the catalogue."""
-        content = self._sources.get("content")
-        if isinstance(content, ContentModel):
-            vectoriser = self._vectoriser = content.vectoriser_
-            known = content.item_ids_.to_index(self.catalogue.ids)
-            vectors = np.zeros((len(self.catalogue), content.vectors_.shape[1]), np.float32)
-            vectors[known >= 0] = content.vectors_[known[known >= 0]]
-            missing = np.flatnonzero(known < 0)
-            if missing.size:
-                vectors[missing] = vectoriser.transform(
-                    self._enriched(self.catalogue.frame[missing])
-                )
-            return vectors
+        """One vector per catalogue item, for pairwise scores and similar-by-content (DESIGN
+        §8): the enrichment's text vector (TF-IDF fitted here when the run was built without
+        one) and the attribute vector, weighted by the ``embeddings`` settings."""
+        weights = self.settings.embeddings
+        config = ContentConfig(
+            text_weight=weights.text_weight,
+            numeric_weight=weights.attributes_weight,
+            categorical_weight=weights.attributes_weight,
+        )
         items = self._enriched(self.catalogue.frame)
-        vectoriser = self._vectoriser = ItemVectoriser(ContentConfig()).fit(items)
+        vectoriser = self._vectoriser = ItemVectoriser(config).fit(items)
         return np.asarray(vectoriser.transform(items), np.float32)
 
     def _enriched(self, items: pl.DataFrame) -> pl.DataFrame:
