@@ -10,7 +10,14 @@ any of them into one clear line (or a 4xx) instead of a traceback::
     │   │                      or lacks required columns (names the file)
     │   └── UnknownFormatError no adapter has the requested format name
     ├── LakeError              the workspace lake is missing or inconsistent
-    └── NotFittedError         a model or dataset is used before it was built
+    ├── NotFittedError         a model or dataset is used before it was built
+    ├── EmbeddingError         an embedding provider could not embed a batch
+    │   └── HttpEmbeddingError the remote enrichment service failed (url, status, attempts)
+    │       └── CircuitOpenError   its circuit breaker is open: nothing was sent
+    └── NotReadyError          the server has no run loaded yet (HTTP 503)
+
+(``EmbeddingError`` lives in :mod:`shoprec.embeddings`, ``NotReadyError`` in
+:mod:`shoprec.serving.registry`.)
 
 Malformed *rows* are not errors: adapters reject them into the load report and go on.
 """
