@@ -31,6 +31,8 @@ import polars as pl
 from _common import shared_data
 from shoprec.embeddings.minilm import MiniLMProvider
 
+PROVIDER_FILES = ("src/shoprec/embeddings/minilm.py", "src/shoprec/embeddings/protocol.py")
+
 
 def _git(*args: str) -> str:
     done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
@@ -106,7 +108,7 @@ def main() -> int:
         "benchmark": "minilm",
         "started_at": started_at,
         "commit": _git("rev-parse", "--short", "HEAD"),
-        "src_dirty": bool(_git("status", "--porcelain", "--", "src/shoprec/embeddings")),
+        "provider_dirty": bool(_git("status", "--porcelain", "--", *PROVIDER_FILES)),
         "model": provider.version,
         "texts": len(titles),
         "mean_title_chars": round(sum(map(len, titles)) / len(titles), 1),
