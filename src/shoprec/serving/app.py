@@ -122,14 +122,15 @@ def _service(request: Request) -> Service:
     return service
 
 
-# The request routes that only compute (recommendations, similar items, scores) are async:
-# they run on the event loop one at a time instead of crowding the thread pool, where threads
-# would only fight over the GIL.
+# The request routes that only compute (recommendations, similar items, scores), the key check
+# and POST /events (a check and one append to the bus) are async: they run on the event loop
+# one at a time instead of crowding the thread pool, where threads would only fight over the
+# GIL, and a hand-over to a pool thread costs more than the work.
 async def _engine(request: Request) -> Engine:
     return _service(request).engine
 
 
-def require_key(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+async def require_key(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
     """Writes and admin routes: a valid ``X-API-Key`` (401 without one, 403 if wrong)."""
     service = _service(request)
     if not service.settings.api_keys:
@@ -274,6 +275,9 @@ class Service:
                 engine=lambda: self.registry.engine if self.registry.ready else None,
                 consumer=f"api-{socket.gethostname()}-{os.getpid()}",
                 event_types=self.event_types,
+                # a state in this process serves only this process, whose requests fold the
+                # live history in themselves (see Worker)
+                refresh_vectors=not serving.state.startswith("memory:"),
                 block_ms=20,
             )
             self.worker.start()
@@ -453,7 +457,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
         tags=["events"],
         dependencies=[Depends(require_key)],
     )
-    def post_events(
+    async def post_events(
         events: Annotated[
             EventIn | list[EventIn],
             Body(description=f"one event, or a list of at most {MAX_BATCH_EVENTS}"),

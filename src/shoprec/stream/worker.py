@@ -103,7 +103,10 @@ class Worker:
     """Consumes ``bus`` as ``consumer`` and applies to ``state`` and the lake of ``lake``.
 
     ``engine`` returns the served engine (or None), whose generators turn a user's recent
-    history into fresh vectors; without one the vectors are not computed.
+    history into fresh vectors; without one the vectors are not computed. With
+    ``refresh_vectors`` false they are not stored either: the worker thread of a server with a
+    ``memory://`` state leaves the fold-in to the requests, which compute the same vectors from
+    the same history and would otherwise wait for the GIL while the worker repeats the work.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class Worker:
         flush_seconds: float = 2.0,
         on_applied: Callable[[list[dict[str, Any]]], None] | None = None,
         event_types: Collection[str] | None = None,
+        refresh_vectors: bool = True,
     ) -> None:
         self.bus = bus
         self.state = state
@@ -132,6 +136,7 @@ class Worker:
         self.flush_seconds = flush_seconds
         self.on_applied = on_applied
         self.event_types = event_types
+        self.refresh_vectors = refresh_vectors
         self.stats = WorkerStats()
         self._unflushed: list[dict[str, Any]] = []
         self._unacked: list[str] = []
@@ -166,7 +171,8 @@ class Worker:
         fresh = [event for event, new in zip(events, flags, strict=True) if new]
         self.stats.applied += len(fresh)
         self.stats.duplicates += len(events) - len(fresh)
-        self._refresh_vectors({e["user_id"] for e in fresh if e.get("item_id")})
+        if self.refresh_vectors:
+            self._refresh_vectors({e["user_id"] for e in fresh if e.get("item_id")})
         if fresh and self.on_applied is not None:
             self.on_applied(fresh)
         self._store_items([item for _, item in items])
