@@ -697,21 +697,12 @@ class Engine:
 
     # -- pairwise scores -------------------------------------------------------------------------
     def _resolve(
-        self, ids: Sequence[str], entity_type: str, live: LiveItemVectors | None
+        self, ids: Sequence[str], entity_type: str, arrived: Mapping[int, np.ndarray]
     ) -> tuple[list[int], np.ndarray, dict[int, str]]:
         """Positions of ``ids`` that can be scored, their embeddings, and why the others
-        cannot. Every id is also looked up in ``live``: items that arrived or changed after the
-        build, embedded by the worker, are scored by their live vector."""
+        cannot; ``arrived`` holds live vectors by position (they win over the run's)."""
         rows = self.catalogue.rows(ids).tolist()
         status: dict[int, str] = {}
-        arrived: dict[int, np.ndarray] = {}
-        if live is not None:
-            found = live(self.embedding_space, [(entity_type, i) for i in ids])
-            arrived = {
-                position: vector
-                for position, vector in enumerate(found)
-                if vector is not None and vector.shape == (self.embeddings.shape[1],)
-            }
         types = self.catalogue.entity_types
         usable: list[int] = []
         for position, row in enumerate(rows):
@@ -728,6 +719,24 @@ class Engine:
                 matrix[at] = arrived[position]
         return usable, matrix, status
 
+    def _arrived(
+        self, live: LiveItemVectors | None, sides: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[dict[int, np.ndarray]]:
+        """Live vectors (items that arrived or changed after the build, embedded by the
+        worker) of each side's ids, by position, in one look-up."""
+        if live is None:
+            return [{} for _ in sides]
+        keys = [(entity_type, item) for entity_type, ids in sides for item in ids]
+        found = iter(live(self.embedding_space, keys))
+        width = self.embeddings.shape[1]
+        result = []
+        for _, ids in sides:
+            vectors = [next(found) for _ in ids]
+            result.append(
+                {p: v for p, v in enumerate(vectors) if v is not None and v.shape == (width,)}
+            )
+        return result
+
     def pair_scores(
         self,
         algo: Literal["cosine-sim", "euclidean"],
@@ -739,9 +748,10 @@ class Engine:
     ) -> PairScores:
         """Every left entity against every right entity, in one matrix product: cosine
         similarity, or Euclidean distance (smaller is closer) between the embeddings.
-        ``live`` finds embeddings of items newer than the run (see :meth:`_resolve`)."""
-        left_ok, a, left_status = self._resolve(left, left_type, live)
-        right_ok, b, right_status = self._resolve(right, right_type, live)
+        ``live`` finds vectors of items that arrived or changed after the build."""
+        left_live, right_live = self._arrived(live, [(left_type, left), (right_type, right)])
+        left_ok, a, left_status = self._resolve(left, left_type, left_live)
+        right_ok, b, right_status = self._resolve(right, right_type, right_live)
         if algo == "cosine-sim":
             scores = _unit(a) @ _unit(b).T
         else:

@@ -443,7 +443,8 @@ class RedisLiveState:
 
 
 def _item_field(entity_type: str, item_id: str) -> str:
-    return json.dumps([entity_type, item_id])
+    # Entity types are letters, digits and underscores: the first colon ends one.
+    return f"{entity_type}:{item_id}"
 
 
 def _decode_recent(entry: bytes) -> tuple[str, str]:
