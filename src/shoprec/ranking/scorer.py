@@ -132,6 +132,13 @@ class CandidateScorer:
         self.categories: list[str | None] = (
             category.to_list() if category is not None else [None] * n_items
         )
+        # Categories as codes, for per-user category lookups over many items at once.
+        self.category_code = {
+            name: code for code, name in enumerate({c or "" for c in self.categories})
+        }
+        self.item_category_code = np.array(
+            [self.category_code[c or ""] for c in self.categories], dtype=np.int64
+        )
         self.price = self._item_column(items, "item_price")
         self.lat = self._item_column(items, "item_lat")
         self.lon = self._item_column(items, "item_lon")
@@ -244,14 +251,15 @@ class CandidateScorer:
     def _category_share(
         self, user_id: str, items: np.ndarray, table: dict[str, dict[str, float]] | None = None
     ) -> np.ndarray:
-        shares = (self.shares if table is None else table).get(user_id, {})
-        return np.array(
-            [
-                value if (value := shares.get(self.categories[i] or "")) is not None else np.nan
-                for i in items.tolist()
-            ],
-            dtype=np.float64,
-        )
+        shares = (self.shares if table is None else table).get(user_id)
+        if not shares:
+            return np.full(items.size, np.nan)
+        by_code = np.full(len(self.category_code), np.nan)
+        for category, value in shares.items():
+            code = self.category_code.get(category) if category is not None else None
+            if code is not None and value is not None:
+                by_code[code] = value
+        return np.asarray(by_code[self.item_category_code[items]])
 
     def _derived(self, user_id: str, items: np.ndarray, ranks: np.ndarray) -> dict[str, np.ndarray]:
         """The derived candidate and taste features, computed as the batch path's
