@@ -54,6 +54,7 @@ from shoprec.serving.schemas import (
     ItemDetail,
     ItemIn,
     ItemsAccepted,
+    ListItem,
     RecommendationResponse,
     ScoreRequest,
     ScoreResponse,
@@ -300,27 +301,23 @@ def list_response(
     item_id: str | None = None,
 ) -> RecommendationResponse:
     catalogue = engine.catalogue
-    return RecommendationResponse.model_validate(
-        {
-            "recommendation_id": uuid.uuid4().hex,
-            "run_id": engine.run_id,
-            "variant": engine.model_name,
-            "user_id": user_id,
-            "item_id": item_id,
-            "found": answer.found,
-            "cold_start": answer.cold_start,
-            "method": answer.method,
-            "live_events": answer.live_events,
-            "items": [
-                {
-                    "item_id": r.item_id,
-                    "score": r.score,
-                    "reason": r.reason,
-                    **catalogue.summary(r.item_id),
-                }
-                for r in answer.items
-            ],
-        }
+    # Built from the engine's own values: constructed, not validated field by field again.
+    return RecommendationResponse.model_construct(
+        recommendation_id=uuid.uuid4().hex,
+        run_id=engine.run_id,
+        variant=engine.model_name,
+        user_id=user_id,
+        item_id=item_id,
+        found=answer.found,
+        cold_start=answer.cold_start,
+        method=answer.method,
+        live_events=answer.live_events,
+        items=[
+            ListItem.model_construct(
+                item_id=r.item_id, score=r.score, reason=r.reason, **catalogue.summary(r.item_id)
+            )
+            for r in answer.items
+        ],
     )
 
 
@@ -671,10 +668,12 @@ def score_batch(
     matched = [request.items2[i] for i in pairs.right]
     results: list[ScoreResult] = []
     scored = dict(zip(pairs.left, np.round(pairs.scores, 6).tolist(), strict=True))
+    # Built from checked values, so constructed without validating each result again (a
+    # whole request's worth of validation cost more than its matrix product).
     for position, entity in enumerate(request.item):
         row = scored.get(position)
         results.append(
-            ScoreResult(
+            ScoreResult.model_construct(
                 entity=entity,
                 entity_type=left_type,
                 status="ok" if row is not None else pairs.left_status[position],
@@ -688,7 +687,7 @@ def score_batch(
         {"entity": request.items2[i], "status": status} for i, status in pairs.right_status.items()
     ]
     request_id = uuid.uuid4().hex
-    response = ScoreResponse(
+    response = ScoreResponse.model_construct(
         status="success" if not unmatched and not pairs.left_status else "partial",
         type=request.type,
         algo=request.algo,
