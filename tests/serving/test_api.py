@@ -331,6 +331,24 @@ def test_a_view_changes_the_next_recommendations(
     ), "the event did not reach the lake within 10 s"
 
 
+def test_the_next_read_reflects_a_click_without_waiting_for_the_worker(
+    shop: Settings, buyer: str
+) -> None:
+    # No worker at all: the API applies what it accepts to the live state itself, and the
+    # event still waits on the bus for a worker (vectors, lake, acknowledgement).
+    settings = shop.model_copy(
+        update={"serving": shop.serving.model_copy(update={"worker": False})}
+    )
+    with TestClient(create_app(settings, web=False)) as alone:
+        before = alone.get(f"/users/{buyer}/recommendations").json()["live_events"]
+        event = {"user_id": buyer, "item_id": "P000002", "event_type": "view"}
+        assert alone.post("/events", json=event, headers=KEY).status_code == 202
+        after = alone.get(f"/users/{buyer}/recommendations").json()
+        assert after["live_events"] == before + 1
+        service = alone.app.state.service  # type: ignore[attr-defined]
+        assert service.bus.backlog() + service.bus.pending() >= 1
+
+
 def test_a_new_user_becomes_warm_after_events(client: TestClient, buyer: str) -> None:
     history = client.get(f"/users/{buyer}/recommendations", params={"k": 3}).json()["items"]
     batch = [

@@ -70,6 +70,7 @@ __all__ = ["Service", "create_app", "decode_logged_scores", "score_batch"]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 score_log = logging.getLogger("shoprec.score")
+log = logging.getLogger("shoprec.serving")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 503)
 }
@@ -197,10 +198,15 @@ class Service:
             secrets.compare_digest(key, known) for known in self.settings.api_keys
         )
 
-    def accept(self, events: list[EventIn], *, wait_seconds: float = 0.0) -> list[str]:
-        """Check events and publish them to the bus; returns their ids (HTTP 422 on a bad
-        one). With ``wait_seconds``, wait (that long at most) until the worker has applied
-        them, so the caller reads its own writes (the storefront does)."""
+    def accept(self, events: list[EventIn]) -> list[str]:
+        """Check events, publish them to the bus and apply them to the live state; returns
+        their ids (HTTP 422 on a bad one).
+
+        Applying here makes the caller's next read reflect its click at once, whichever
+        process runs the worker; the state applies each event once by id, so the worker's own
+        application of the same events from the bus is a no-op, and it still folds them into
+        the users' vectors, appends them to the lake and acknowledges them. Should the state
+        refuse here, the worker applies them from the bus as usual."""
         received = datetime.now(UTC)
         rows = []
         for position, event in enumerate(events):
@@ -221,13 +227,13 @@ class Service:
         except ShoprecError as exc:
             raise HTTPException(503, f"the event bus cannot take events now: {exc}") from None
         self.events_accepted.inc(len(rows))
-        ids = [row["event_id"] for row in rows]
-        deadline = time.monotonic() + wait_seconds
-        while wait_seconds and not all(self.state.was_applied(i) for i in ids):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.002)
-        return ids
+        try:
+            self.state.apply_each(rows)
+        except Exception as exc:  # the bus has them: the worker applies them
+            log.warning(
+                "live state refused %d events (the worker applies them): %s", len(rows), exc
+            )
+        return [row["event_id"] for row in rows]
 
     def history(self, user_id: str) -> list[tuple[str, str]]:
         """The user's live ``(item_id, event_type)`` events, oldest first."""

@@ -452,7 +452,7 @@ class Storefront:
             )
         except ValidationError:  # an id the event schema cannot carry: nothing recorded
             return False
-        self.service.accept([event], wait_seconds=1.0)
+        self.service.accept([event])
         return True
 
     def operator(self, request: Request) -> HTMLResponse:

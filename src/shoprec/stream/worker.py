@@ -171,8 +171,8 @@ class Worker:
         fresh = [event for event, new in zip(events, flags, strict=True) if new]
         self.stats.applied += len(fresh)
         self.stats.duplicates += len(events) - len(fresh)
-        if self.refresh_vectors:
-            self._refresh_vectors({e["user_id"] for e in fresh if e.get("item_id")})
+        if self.refresh_vectors:  # also for events the API applied already (see Service.accept)
+            self._refresh_vectors({e["user_id"] for e in events if e.get("item_id")})
         if fresh and self.on_applied is not None:
             self.on_applied(fresh)
         self._store_items([item for _, item in items])
