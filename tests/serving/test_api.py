@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -332,12 +333,18 @@ def test_a_view_changes_the_next_recommendations(
 
 
 def test_the_next_read_reflects_a_click_without_waiting_for_the_worker(
-    shop: Settings, buyer: str
+    shop: Settings, buyer: str, tmp_path: Path
 ) -> None:
     # No worker at all: the API applies what it accepts to the live state itself, and the
-    # event still waits on the bus for a worker (vectors, lake, acknowledgement).
+    # event still waits on the bus for a worker (vectors, lake, acknowledgement). A copy of
+    # the shop: its own bus log (the module's client holds the shop's).
+    workspace = tmp_path / "copy"
+    shutil.copytree(shop.workspace, workspace, ignore=shutil.ignore_patterns("stream"))
     settings = shop.model_copy(
-        update={"serving": shop.serving.model_copy(update={"worker": False})}
+        update={
+            "workspace": workspace,
+            "serving": shop.serving.model_copy(update={"worker": False}),
+        }
     )
     with TestClient(create_app(settings, web=False)) as alone:
         before = alone.get(f"/users/{buyer}/recommendations").json()["live_events"]

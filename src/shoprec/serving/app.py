@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
@@ -71,6 +71,7 @@ __all__ = ["Service", "create_app", "decode_logged_scores", "score_batch"]
 MAX_BODY_BYTES = 8 * 1024 * 1024
 score_log = logging.getLogger("shoprec.score")
 log = logging.getLogger("shoprec.serving")
+T = TypeVar("T")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 503)
 }
@@ -466,14 +467,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
             Body(description=f"one event, or a list of at most {MAX_BATCH_EVENTS}"),
         ],
     ) -> EventsAccepted:
-        batch = events if isinstance(events, list) else [events]
-        if not batch:
-            raise HTTPException(422, "body: the list of events is empty")
-        if len(batch) > MAX_BATCH_EVENTS:
-            raise HTTPException(
-                413, f"body: {len(batch)} events in one request; at most {MAX_BATCH_EVENTS}"
-            )
-        ids = service.accept(batch)
+        ids = service.accept(_batch(events, "events"))
         return EventsAccepted(accepted=len(ids), event_ids=ids)
 
     @app.post(
@@ -493,13 +487,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
     ) -> ItemsAccepted:
         """New or changed catalogue items between builds: the worker stores them in the lake
         and embeds them, so ``POST /score`` can score them before the next build does."""
-        batch = items if isinstance(items, list) else [items]
-        if not batch:
-            raise HTTPException(422, "body: the list of items is empty")
-        if len(batch) > MAX_BATCH_EVENTS:
-            raise HTTPException(
-                413, f"body: {len(batch)} items in one request; at most {MAX_BATCH_EVENTS}"
-            )
+        batch = _batch(items, "items")
         try:
             service.bus.publish([item.message() for item in batch])
         except ShoprecError as exc:
@@ -646,6 +634,19 @@ def _json(body: BaseModel) -> Response:
     """A validated response model as JSON, serialised once (the route's ``response_model``
     documents it; FastAPI would otherwise validate it a second time)."""
     return Response(body.model_dump_json(), media_type="application/json")
+
+
+def _batch(body: T | list[T], what: str) -> list[T]:
+    """A write's body as a list: one record or a non-empty list of at most
+    ``MAX_BATCH_EVENTS`` (422 / 413 otherwise)."""
+    batch = body if isinstance(body, list) else [body]
+    if not batch:
+        raise HTTPException(422, f"body: the list of {what} is empty")
+    if len(batch) > MAX_BATCH_EVENTS:
+        raise HTTPException(
+            413, f"body: {len(batch)} {what} in one request; at most {MAX_BATCH_EVENTS}"
+        )
+    return batch
 
 
 def _check_id(field: str, value: str) -> None:
