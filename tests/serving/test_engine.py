@@ -85,6 +85,18 @@ def test_indexed_candidates_match_the_exact_ones(engines: tuple[Engine, Engine])
     assert np.mean(overlap) >= 0.9
 
 
+def test_queries_kept_as_trained_are_the_generators_own(engines: tuple[Engine, Engine]) -> None:
+    _, indexed = engines
+    assert set(indexed._trained_queries) == {"als", "content"}
+    for name, queries in indexed._trained_queries.items():
+        generator = indexed.model.generators_[name]  # type: ignore[attr-defined]
+        for user in (0, 5, 17):
+            row = indexed._row(generator, user, [])
+            assert row.nnz == generator.user_items_[user].nnz
+            expected = generator.query_vectors(row, np.array([user]))[0]
+            np.testing.assert_allclose(queries[user], expected, rtol=1e-6, atol=1e-7)
+
+
 def test_engine_answers_as_the_batch_model(engines: tuple[Engine, Engine]) -> None:
     """The array path serves the lists the model's batch ``recommend`` gives."""
     exact, _ = engines

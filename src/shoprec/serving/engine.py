@@ -69,6 +69,10 @@ class RecommendationList:
     live_events: int = 0  # live events of the user folded in
 
 
+# Above this many training users the engine does not keep every user's query vectors (about
+# 100 MB per generator of 64 factors at this size).
+_TRAINED_QUERY_USERS = 400_000
+
 # Embeddings of ``(entity_type, item_id)`` pairs in a vector space, None where unknown (the
 # live state's ``item_vectors``).
 LiveItemVectors = Callable[[str, Sequence[tuple[str, str]]], list[np.ndarray | None]]
@@ -207,6 +211,7 @@ class Engine:
         self.scorer = CandidateScorer(self.model) if isinstance(self.model, TwoStageModel) else None
         self._available = self._allowed(None, None, None)  # the list without request filters
         self._indexes = self._vector_indexes()
+        self._trained_queries = self._queries_as_trained()
         self._tie_order = {
             name: np.argsort(generator.tie_rank_, kind="stable")
             for name, generator in self._generators().items()
@@ -260,6 +265,26 @@ class Engine:
                 exact_below=self.exact_below,
             )
         return indexes
+
+    def _queries_as_trained(self) -> dict[str, np.ndarray]:
+        """The query vectors of every training user as trained, for the indexed generators:
+        a request without live history reads its user's row here instead of checking that
+        the row is unchanged and looking the vector up again."""
+        queries: dict[str, np.ndarray] = {}
+        for name, generator in self._generators().items():
+            if name not in self._indexes:
+                continue
+            trained = generator.user_items_
+            if trained.shape[0] > _TRAINED_QUERY_USERS:  # memory: fold in per request instead
+                continue
+            try:
+                vectors = generator.query_vectors(  # type: ignore[attr-defined]
+                    trained, np.arange(trained.shape[0])
+                )
+            except NotImplementedError:
+                continue
+            queries[name] = np.asarray(vectors, np.float32)
+        return queries
 
     def _models_of_kind(self, kinds: Sequence[str]) -> Recommender[Any] | None:
         """A fitted model of one of ``kinds``: the default model's own generator if it has one,
@@ -392,6 +417,14 @@ class Engine:
         histories: Sequence[Sequence[tuple[str, str]]],
     ) -> sp.csr_matrix:
         """:meth:`_row` of many users at once (``users``: training indices, -1 for new)."""
+        if users.size == 1 and users[0] >= 0 and not histories[0]:  # one request, as trained
+            trained = model.user_items_
+            start, end = trained.indptr[users[0]], trained.indptr[users[0] + 1]
+            return sp.csr_matrix(
+                (trained.data[start:end], trained.indices[start:end], [0, end - start]),
+                shape=(1, trained.shape[1]),
+                copy=True,  # callers may change their row; never the model's matrix
+            )
         known = users >= 0
         base = sp.csr_matrix(model.user_items_[np.where(known, users, 0)])
         if not known.all():  # new users start from nothing
@@ -450,7 +483,11 @@ class Engine:
             return self._cold_start(k, allowed, context)
         if isinstance(model, TwoStageModel):
             exclude = model.exclude_seen_ if exclude_seen is None else exclude_seen
-            return self._two_stage(model, user_id, user, row, k, allowed, exclude, vectors or {})
+            vectors = dict(vectors or {})
+            if user >= 0 and not history:  # as trained
+                for name, queries in self._trained_queries.items():
+                    vectors.setdefault(self.vector_name(name), queries[user])
+            return self._two_stage(model, user_id, user, row, k, allowed, exclude, vectors)
         return self._single(model, user_id, history, k, allowed, exclude_seen, context)
 
     def _cold_start(
