@@ -21,6 +21,15 @@ def shared_data(argument: str | None) -> Path:
 
 
 SHOPREC = str(Path(sys.executable).parent / "shoprec")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git(*args: str) -> str:
+    """What ``git ARGS`` prints in this repository (stripped; empty on failure)."""
+    done = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip()
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import SHOPREC, clean_env, shared_data
+from _common import SHOPREC, clean_env, git, shared_data
 
 TARGET_COLD_SECONDS = 20.0
 PRODUCTS = 49_688
@@ -47,11 +47,6 @@ def _enrich(workspace: Path) -> tuple[float, dict[str, Any]]:
     return elapsed, json.loads(output[: output.rindex("}") + 1])
 
 
-def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
-    return done.stdout.strip()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -60,8 +55,8 @@ def main() -> int:
     args = parser.parse_args()
     source = shared_data(args.shared_data) / "instacart-products"
     repeat = max(1, min(args.repeat, 10))
-    commit = _git("rev-parse", "--short", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--", "src"))
+    commit = git("rev-parse", "--short", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--", "src"))
     runs: dict[str, list[float]] = {"cold": [], "warm": []}
     enrich_seconds: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:

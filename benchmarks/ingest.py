@@ -55,7 +55,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from _common import REPO_ROOT, git
+
 UCI_RELATIVE = Path("uci-online-retail") / "online_retail.csv"
 UCI_ROWS = 541_909
 TARGET_EVENTS = 10_000_000
@@ -382,13 +383,6 @@ def bench_csv(runner: Runner, source: Path, events: int, repeat: int) -> CaseRes
 
 
 # -- what is benchmarked: the working tree or a commit ------------------------------------------
-
-
-def git(*args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip()
 
 
 def git_state() -> dict[str, Any]:

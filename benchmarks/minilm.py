@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,15 +27,10 @@ from typing import Any
 
 import polars as pl
 
-from _common import shared_data
+from _common import git, shared_data
 from shoprec.embeddings.minilm import MiniLMProvider
 
 PROVIDER_FILES = ("src/shoprec/embeddings/minilm.py", "src/shoprec/embeddings/protocol.py")
-
-
-def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
-    return done.stdout.strip()
 
 
 def _titles(shared: Path, n: int) -> list[str]:
@@ -107,8 +101,8 @@ def main() -> int:
     result = {
         "benchmark": "minilm",
         "started_at": started_at,
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "provider_dirty": bool(_git("status", "--porcelain", "--", *PROVIDER_FILES)),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "provider_dirty": bool(git("status", "--porcelain", "--", *PROVIDER_FILES)),
         "model": provider.version,
         "texts": len(titles),
         "mean_title_chars": round(sum(map(len, titles)) / len(titles), 1),
