@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,6 +63,24 @@ def test_worker_applies_once_dead_letters_and_fills_the_lake(tmp_path: Path) -> 
     assert lake.get_column("event_id").n_unique() == 300
     assert bus.pending() == 0
     assert bus.backlog() == 0
+    bus.close()
+
+
+def test_a_lingering_worker_takes_a_burst_as_one_batch() -> None:
+    bus = MemoryBus()
+    state = MemoryLiveState()
+    events = make_events(30)
+    worker = Worker(bus, state, None, batch=100, linger_ms=200)
+    bus.publish(events[:1])
+    # the rest of the burst arrives while the worker lingers on the first event
+    later = threading.Timer(0.05, bus.publish, args=(events[1:],))
+    later.start()
+    assert worker.step() == 30
+    later.join()
+    assert state.applied_count() == 30
+    eager = Worker(bus, MemoryLiveState(), None, batch=100)
+    bus.publish([{**events[0], "event_id": "x1"}])
+    assert eager.step() == 1
     bus.close()
 
 

@@ -286,6 +286,7 @@ class Service:
                 # a state in this process serves only this process, whose requests fold the
                 # live history in themselves (see Worker)
                 refresh_vectors=not serving.state.startswith("memory:"),
+                linger_ms=50,
                 block_ms=20,
             )
             self.worker.start()

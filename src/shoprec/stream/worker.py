@@ -107,6 +107,8 @@ class Worker:
     ``refresh_vectors`` false they are not stored either: the worker thread of a server with a
     ``memory://`` state leaves the fold-in to the requests, which compute the same vectors from
     the same history and would otherwise wait for the GIL while the worker repeats the work.
+    ``linger_ms`` makes it wait that long after the first message of a batch for more (the
+    server's worker thread does, so its work does not compete with the next request).
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class Worker:
         on_applied: Callable[[list[dict[str, Any]]], None] | None = None,
         event_types: Collection[str] | None = None,
         refresh_vectors: bool = True,
+        linger_ms: int = 0,
     ) -> None:
         self.bus = bus
         self.state = state
@@ -137,6 +140,7 @@ class Worker:
         self.on_applied = on_applied
         self.event_types = event_types
         self.refresh_vectors = refresh_vectors
+        self.linger_ms = linger_ms
         self.stats = WorkerStats()
         self._unflushed: list[dict[str, Any]] = []
         self._unacked: list[str] = []
@@ -149,6 +153,12 @@ class Worker:
     def step(self) -> int:
         """Take one batch from the bus and apply it; returns how many messages it took."""
         deliveries = self.bus.consume(self.consumer, count=self.batch, block_ms=self.block_ms)
+        if deliveries and self.linger_ms > 0 and len(deliveries) < self.batch:
+            # Wait a little for more, so that a burst is one batch and the work does not run
+            # beside the request that follows a click (the API has applied the click already).
+            self._stop.wait(self.linger_ms / 1000)
+            more = self.batch - len(deliveries)
+            deliveries += self.bus.consume(self.consumer, count=more, block_ms=0)
         good: list[tuple[Delivery, dict[str, Any]]] = []
         items: list[tuple[Delivery, ItemIn]] = []
         for delivery in deliveries:
