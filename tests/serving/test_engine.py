@@ -95,6 +95,38 @@ def test_queries_kept_as_trained_are_the_generators_own(engines: tuple[Engine, E
             assert row.nnz == generator.user_items_[user].nnz
             expected = generator.query_vectors(row, np.array([user]))[0]
             np.testing.assert_allclose(queries[user], expected, rtol=1e-6, atol=1e-7)
+            # with live events the row changes, and folding it in as a new user's gives what
+            # the user's own fold-in gives
+            item = generator.item_ids_.external[user + 1]
+            live = indexed._row(generator, user, [(item, "purchase")])
+            assert indexed._changed(generator, user, live)
+            assert not indexed._changed(generator, user, row)
+            np.testing.assert_allclose(
+                generator.query_vectors(live, np.array([-1]))[0],
+                generator.query_vectors(live, np.array([user]))[0],
+                rtol=1e-5,
+                atol=1e-6,
+            )
+
+
+def test_one_row_is_the_many_user_row(engines: tuple[Engine, Engine]) -> None:
+    engine, _ = engines
+    model = engine.model
+    ids = model.item_ids_.external.tolist()
+    cases = [
+        (3, []),
+        (3, [(ids[0], "view"), (ids[0], "purchase"), ("no-such-item", "view")]),
+        (7, [(ids[5], "impression"), (ids[9], "add_to_cart")]),  # impression weighs nothing
+        (-1, [(ids[2], "view"), (ids[2], "view")]),
+        (-1, []),
+    ]
+    for user, history in cases:
+        one = engine._rows(model, np.array([user]), [history])
+        many = engine._rows(model, np.array([user, 0]), [history, []])[0]
+        assert one.shape == many.shape
+        assert one.dtype == many.dtype
+        np.testing.assert_array_equal(one.toarray(), many.toarray())
+        assert one.has_canonical_format
 
 
 def test_engine_answers_as_the_batch_model(engines: tuple[Engine, Engine]) -> None:

@@ -69,6 +69,8 @@ class RecommendationList:
     live_events: int = 0  # live events of the user folded in
 
 
+_NEW_USER = np.array([-1], np.int64)  # a row folded in from its entries alone
+
 # Above this many training users the engine does not keep every user's query vectors (about
 # 100 MB per generator of 64 factors at this size).
 _TRAINED_QUERY_USERS = 400_000
@@ -417,14 +419,8 @@ class Engine:
         histories: Sequence[Sequence[tuple[str, str]]],
     ) -> sp.csr_matrix:
         """:meth:`_row` of many users at once (``users``: training indices, -1 for new)."""
-        if users.size == 1 and users[0] >= 0 and not histories[0]:  # one request, as trained
-            trained = model.user_items_
-            start, end = trained.indptr[users[0]], trained.indptr[users[0] + 1]
-            return sp.csr_matrix(
-                (trained.data[start:end], trained.indices[start:end], [0, end - start]),
-                shape=(1, trained.shape[1]),
-                copy=True,  # callers may change their row; never the model's matrix
-            )
+        if users.size == 1:  # one request: straight from the CSR arrays
+            return self._one_row(model, int(users[0]), histories[0])
         known = users >= 0
         base = sp.csr_matrix(model.user_items_[np.where(known, users, 0)])
         if not known.all():  # new users start from nothing
@@ -440,6 +436,40 @@ class Engine:
             (weight[ok], (np.asarray(positions, np.int64)[ok], items[ok])), shape=base.shape
         )
         return sp.csr_matrix(base + extra)
+
+    @staticmethod
+    def _changed(model: Recommender[Any], user: int, row: sp.csr_matrix) -> bool:
+        """Whether a training user's request row differs from their training row (live
+        events only add positive weights, so the count or the total tells)."""
+        trained = model.user_items_
+        start, end = trained.indptr[user], trained.indptr[user + 1]
+        return bool(row.nnz != end - start or row.data.sum() != trained.data[start:end].sum())
+
+    def _one_row(
+        self, model: Recommender[Any], user: int, history: Sequence[tuple[str, str]]
+    ) -> sp.csr_matrix:
+        """:meth:`_rows` of one user without scipy's indexing and addition (a request's
+        case): the trained entries, plus the live ones summed in."""
+        trained = model.user_items_
+        columns = np.empty(0, np.int32)
+        values = np.empty(0, trained.dtype)
+        if user >= 0:
+            start, end = trained.indptr[user], trained.indptr[user + 1]
+            columns, values = trained.indices[start:end], trained.data[start:end]
+        if history:
+            items = model.item_ids_.to_index([item for item, _ in history])
+            weight = np.array([self.weights.get(kind, 0.0) for _, kind in history], trained.dtype)
+            ok = (items >= 0) & (weight > 0)
+            if ok.any():  # duplicates are summed when the coordinates become CSR
+                columns = np.concatenate([columns, items[ok]])
+                values = np.concatenate([values, weight[ok]])
+                coordinates = (np.zeros(columns.size, np.int64), columns)
+                return sp.csr_matrix((values, coordinates), shape=(1, trained.shape[1]))
+        return sp.csr_matrix(
+            (values, columns, [0, columns.size]),
+            shape=(1, trained.shape[1]),
+            copy=True,  # callers may change their row; never the model's matrix
+        )
 
     def _allowed(
         self, category: str | None, min_price: float | None, max_price: float | None
@@ -484,9 +514,18 @@ class Engine:
         if isinstance(model, TwoStageModel):
             exclude = model.exclude_seen_ if exclude_seen is None else exclude_seen
             vectors = dict(vectors or {})
-            if user >= 0 and not history:  # as trained
+            if user >= 0:
+                changed = self._changed(model, user, row)
                 for name, queries in self._trained_queries.items():
-                    vectors.setdefault(self.vector_name(name), queries[user])
+                    key = self.vector_name(name)
+                    if key in vectors:
+                        continue
+                    if not changed:  # as trained
+                        vectors[key] = queries[user]
+                    else:  # folded in from the whole row, as for a new user: no row check
+                        generator = model.generators_[name]
+                        fresh = generator.query_vectors(row, _NEW_USER)  # type: ignore[attr-defined]
+                        vectors[key] = np.asarray(fresh, np.float32)[0]
             return self._two_stage(model, user_id, user, row, k, allowed, exclude, vectors)
         return self._single(model, user_id, history, k, allowed, exclude_seen, context)
 
