@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 import numpy as np
 import polars as pl
+import redis
 
 from _common import clean_env, shoprec_process
 from _serving_shop import EVENTS, prepare_shop
@@ -163,6 +164,48 @@ def consumption(
     }
 
 
+def redis_phases(
+    args: argparse.Namespace,
+    result: dict[str, Any],
+    workspace: str,
+    bus_url: str,
+    state_url: str,
+    users: list[str],
+    items: list[str],
+) -> None:
+    """Click latency with the API and the worker as separate processes, then consumption."""
+    print("redis:// (API and worker as separate processes)", flush=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = ["serve", "-w", workspace, "--port", str(port), "--no-worker"]
+    wiring = ["--bus", bus_url, "--state", state_url]
+    consume = ["consume", "-w", workspace, *wiring, "--consumer", "click"]
+    with process([*serve, *wiring]) as server, process(consume):
+        wait_ready(url, server, timeout=600)
+        time.sleep(15)  # the consumer loads the run too (for users' vectors)
+        result["click_redis"] = click_trials(url, users, items, args.trials)
+    print(json.dumps(result["click_redis"]), flush=True)
+    print(f"consumption of {args.load:,} events with Redis", flush=True)
+    result["consumption_redis"] = consumption(
+        args.workspace, bus_url, state_url, users, items, args.load
+    )
+    print(json.dumps(result["consumption_redis"]), flush=True)
+
+
+def forget(redis_url: str, prefix: str) -> None:
+    """Delete every key of this run (its stream, consumer group and live state)."""
+    client = redis.Redis.from_url(redis_url)
+    batch = []
+    for key in client.scan_iter(match=prefix + "*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            client.delete(*batch)
+            batch = []
+    if batch:
+        client.delete(*batch)
+    client.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, default=Path("/tmp/serving-shop"))
@@ -191,22 +234,10 @@ def main() -> int:
         wait_ready(url, server, timeout=600)
         result["click_memory"] = click_trials(url, users, items, args.trials)
     print(json.dumps(result["click_memory"]), flush=True)
-    print("redis:// (API and worker as separate processes)", flush=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    serve = ["serve", "-w", workspace, "--port", str(port), "--no-worker"]
-    wiring = ["--bus", bus_url, "--state", state_url]
-    consume = ["consume", "-w", workspace, *wiring, "--consumer", "click"]
-    with process([*serve, *wiring]) as server, process(consume):
-        wait_ready(url, server, timeout=600)
-        time.sleep(15)  # the consumer loads the run too (for users' vectors)
-        result["click_redis"] = click_trials(url, users, items, args.trials)
-    print(json.dumps(result["click_redis"]), flush=True)
-    print(f"consumption of {args.load:,} events with Redis", flush=True)
-    result["consumption_redis"] = consumption(
-        args.workspace, bus_url, state_url, users, items, args.load
-    )
-    print(json.dumps(result["consumption_redis"]), flush=True)
+    try:
+        redis_phases(args, result, workspace, bus_url, state_url, users, items)
+    finally:  # the run's stream and state: 100,000+ events' worth of keys otherwise left behind
+        forget(args.redis, f"bench-{token}:")
     checks = {
         "click p99 memory <= 10 ms": result["click_memory"]["p99_ms"] <= 10,
         "click p99 redis <= 50 ms": result["click_redis"]["p99_ms"] <= 50,
