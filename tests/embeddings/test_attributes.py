@@ -9,7 +9,6 @@ import pytest
 from shoprec.embeddings.attributes import (
     AttributeEncoder,
     combine_blocks,
-    entity_vectors,
     unit_rows,
 )
 from shoprec.exceptions import NotFittedError
@@ -78,11 +77,9 @@ def test_combine_blocks_unit_normalises_each_block_then_the_whole() -> None:
     expected = np.array([0.6, 0.8, 0.5]) / np.linalg.norm([0.6, 0.8, 0.5])
     np.testing.assert_allclose(combined[0], expected, rtol=1e-6)
     np.testing.assert_allclose(combined[1], [0.0, 0.0, 1.0])
-    np.testing.assert_allclose(
-        entity_vectors(text, attributes, text_weight=1.0, attributes_weight=0.5), combined
-    )
-    only_text = entity_vectors(text, attributes, text_weight=1.0, attributes_weight=0.0)
-    np.testing.assert_allclose(only_text, unit_rows(text))
+    only_text = combine_blocks([(text, 1.0), (attributes, 0.0)], 2)
+    np.testing.assert_allclose(only_text[:, :2], unit_rows(text))
+    np.testing.assert_allclose(only_text[:, 2:], 0.0)
     assert combine_blocks([], 3).shape == (3, 1)
 
 

@@ -14,9 +14,8 @@ from prometheus_client import REGISTRY
 
 from shoprec.config import EmbeddingSettings, load_settings
 from shoprec.embeddings import EmbeddingError, FakeProvider, content_hash
-from shoprec.embeddings.attributes import AttributeEncoder, unit_rows
 from shoprec.embeddings.cache import EmbeddingCache, load_item_embeddings, with_item_embeddings
-from shoprec.embeddings.enrich import catalogue_vectors, embed_items, enrich, open_provider
+from shoprec.embeddings.enrich import embed_items, enrich, open_provider
 from shoprec.embeddings.http import HttpProvider
 from shoprec.embeddings.text import entity_texts
 from shoprec.exceptions import ConfigError, LakeError, ShoprecError
@@ -269,19 +268,3 @@ def test_open_provider_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert isinstance(provider, HttpProvider)
     assert provider.batch_size == 7
     provider.close()
-
-
-def test_catalogue_vectors_combine_text_and_attributes(
-    items: pl.DataFrame, workspace: Path
-) -> None:
-    enrich(items.tail(900), BatchedFake(), EmbeddingCache(workspace))
-    settings = load_settings(workspace=workspace)
-    vectors, loaded = catalogue_vectors(items, settings)
-    attributes = AttributeEncoder().fit(items).transform(items)
-    assert vectors.shape == (1000, 8 + attributes.shape[1])
-    assert loaded.found.sum() == 900
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
-    text_part = unit_rows(FakeProvider(dim=8).embed(entity_texts(items.tail(900))))
-    weight = 1.0 / np.sqrt(1.0 + 0.5**2)  # text 1, attributes 0.5, each block of unit norm
-    np.testing.assert_allclose(vectors[100:, :8], weight * text_part, atol=1e-5)
-    np.testing.assert_allclose(vectors[:100, 8:], unit_rows(attributes[:100]), atol=1e-5)

@@ -6,9 +6,9 @@
   spreads and values; it then turns any items into a scaled numeric block and a one-hot block,
   so an item added later gets a vector in the same space.
 * :func:`combine_blocks` weighs blocks after scaling each to unit norm per row, and normalises
-  the whole: ``unit([w1 * unit(b1), w2 * unit(b2), ...])``. A text vector (from any provider)
-  and the attribute vector combine this way with the ``embeddings.text_weight`` and
-  ``embeddings.attributes_weight`` settings (:func:`entity_vectors`).
+  the whole: ``unit([w1 * unit(b1), w2 * unit(b2), ...])``. The content model's
+  :class:`~shoprec.models.content.ItemVectoriser` combines the text block (from any provider)
+  with the numeric and categorical blocks this way.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import polars as pl
 from shoprec.data.schema import ATTRIBUTES, CATEGORY, PRICE
 from shoprec.exceptions import NotFittedError
 
-__all__ = ["AttributeEncoder", "combine_blocks", "entity_vectors", "unit_rows"]
+__all__ = ["AttributeEncoder", "combine_blocks", "unit_rows"]
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -162,15 +162,3 @@ class AttributeEncoder:
     def transform(self, items: pl.DataFrame) -> np.ndarray:
         """Attribute vectors of ``items``: the weighted blocks combined, float32."""
         return combine_blocks(self.blocks(items), items.height)
-
-
-def entity_vectors(
-    text: np.ndarray,
-    attributes: np.ndarray,
-    *,
-    text_weight: float = 1.0,
-    attributes_weight: float = 0.5,
-) -> np.ndarray:
-    """A text vector and an attribute vector of the same entities in one vector each (each
-    block unit-normalised and weighted, then the whole normalised)."""
-    return combine_blocks([(text, text_weight), (attributes, attributes_weight)], text.shape[0])

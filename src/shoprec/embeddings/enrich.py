@@ -29,12 +29,9 @@ import polars as pl
 from prometheus_client import Counter, Histogram
 
 from shoprec.data.schema import ENTITY_TYPE, ITEM_ID
-from shoprec.embeddings.attributes import AttributeEncoder, entity_vectors
 from shoprec.embeddings.cache import (
     EmbeddingCache,
-    ItemEmbeddings,
     embedding_columns,
-    load_item_embeddings,
 )
 from shoprec.embeddings.protocol import EmbeddingError, EmbeddingProvider, content_hash
 from shoprec.embeddings.text import entity_texts
@@ -49,7 +46,6 @@ __all__ = [
     "EnrichFailure",
     "EnrichReport",
     "attach_embeddings",
-    "catalogue_vectors",
     "embed_items",
     "enrich",
     "enrich_catalogue",
@@ -292,27 +288,6 @@ def attach_embeddings(
     embedded = embed_items(items, provider, cache)
     tag = f"{provider.name}/{embedded.report.version}"
     return embedding_columns(items, embedded.vectors, embedded.found, tag), embedded.report
-
-
-def catalogue_vectors(
-    items: pl.DataFrame, settings: Settings, *, provider: str | None = None
-) -> tuple[np.ndarray, ItemEmbeddings]:
-    """The entity vectors of a catalogue for pairwise scoring (DESIGN §8): each item's current
-    text vector from the workspace's latest enrichment (by ``provider``, default the last one
-    used) and its attribute vector (fitted on ``items``), combined with the
-    ``embeddings.text_weight`` and ``embeddings.attributes_weight`` settings. No provider is
-    called; the second value says which items had a text vector."""
-    loaded = load_item_embeddings(
-        settings.workspace, provider, items.get_column(ITEM_ID).cast(pl.String).to_list()
-    )
-    attributes = AttributeEncoder().fit(items).transform(items)
-    vectors = entity_vectors(
-        loaded.vectors,
-        attributes,
-        text_weight=settings.embeddings.text_weight,
-        attributes_weight=settings.embeddings.attributes_weight,
-    )
-    return vectors, loaded
 
 
 # -- the configured provider ---------------------------------------------------------------------
