@@ -44,7 +44,7 @@ def _shoprec(args: list[str]) -> tuple[float, str]:
 
 def _enrich(workspace: Path) -> tuple[float, dict[str, Any]]:
     elapsed, output = _shoprec(["enrich", "-w", str(workspace), "--json"])
-    return elapsed, json.loads(output[: output.rindex("}") + 1])
+    return elapsed, json.loads(output)
 
 
 def main() -> int:

@@ -22,7 +22,7 @@ runner = CliRunner()
 
 def _enrich(workspace: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
     result = runner.invoke(app, ["enrich", "-w", str(workspace), "--json", *extra])
-    report = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    report = json.loads(result.stdout)
     return result.exit_code, report, result.output
 
 

@@ -450,3 +450,10 @@ def test_batch_reads_and_writes_match_the_single_ones(open_live: OpenState) -> N
         assert stored is not None
         assert stored.dtype == np.float32
         np.testing.assert_array_equal(stored, vector)
+
+
+def test_a_bad_state_url_never_shows_its_password() -> None:
+    with pytest.raises(ConfigError) as raised:
+        open_state("redis://:s3cret@127.0.0.1:6379/0?nope=1")
+    assert "s3cret" not in str(raised.value)
+    assert "nope" in str(raised.value)

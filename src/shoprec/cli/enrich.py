@@ -95,6 +95,7 @@ def enrich(
             _print_report(report)
         if report.failed:
             raise ShoprecError(describe(report))
-        console.print(describe(report), highlight=False, soft_wrap=True)
+        if not json_output:  # --json prints the report and nothing else on stdout
+            console.print(describe(report), highlight=False, soft_wrap=True)
 
     run(body)

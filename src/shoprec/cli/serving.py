@@ -264,6 +264,7 @@ def consume(
         finally:
             registry.stop()
             opened_bus.close()
+            opened_state.close()
         console.print(
             f"applied {stats.applied:,} events ({stats.duplicates:,} already applied, "
             f"{stats.dead_lettered:,} dead-lettered), {stats.lake_added:,} added to the lake"

@@ -299,6 +299,9 @@ class Service:
         if self._bus is not None:
             self._bus.close()
             self._bus = None
+        if self._state is not None:
+            self._state.close()
+            self._state = None
 
 
 def list_response(
@@ -497,7 +500,8 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
         deadline = time.monotonic() + wait
         embedded = 0
         while True:
-            space = service.engine.embedding_space if service.registry.ready else ""
+            engine = service.registry.current()
+            space = engine.embedding_space if engine is not None else ""
             embedded = sum(v is not None for v in service.state.item_vectors(space, keys))
             if embedded == len(keys) or time.monotonic() >= deadline:
                 break

@@ -191,6 +191,9 @@ class Engine:
         self.exact_below = exact_below
         self.settings = settings or Settings(workspace=workspace)
         self._provider: EmbeddingProvider | None = None
+        # One cache object: it keeps the vector table it read until the files change, so
+        # embedding a few streamed items does not read the whole table again.
+        self._cache = EmbeddingCache(workspace)
         self.workspace = workspace
         self.run_id = run_id
         self.manifest = manifest
@@ -347,7 +350,8 @@ class Engine:
         the workspace's embedding cache to the provider the run was built with (a call only for
         new content); :class:`ShoprecError` if it fails or that provider has changed since."""
         vectoriser = self._vectoriser
-        assert vectoriser is not None
+        if vectoriser is None:  # pragma: no cover - set by __init__
+            raise ShoprecError(f"run {self.run_id}: the engine has no item vectoriser")
         if getattr(vectoriser, "text_source_", "tfidf") == "embeddings":
             name, _, version = (vectoriser.text_provider_ or "").partition("/")
             if self._provider is None:
@@ -357,7 +361,7 @@ class Engine:
                     f"the workspace's {name} provider is now version {self._provider.version}; "
                     f"run {self.run_id} was built with {version}: build again to embed new items"
                 )
-            items, report = attach_embeddings(items, self._provider, EmbeddingCache(self.workspace))
+            items, report = attach_embeddings(items, self._provider, self._cache)
             if report.failed:
                 raise ShoprecError(describe(report))
         return np.asarray(vectoriser.transform(items), np.float32)

@@ -58,6 +58,11 @@ class Registry:
     def ready(self) -> bool:
         return self._engine is not None
 
+    def current(self) -> Engine | None:
+        """The served engine, or None before the first run is loaded (one read: a reload
+        cannot swap it between a readiness check and its use)."""
+        return self._engine
+
     def _pointer(self) -> str | None:
         try:
             return (self.workspace / "models" / "CURRENT").read_text().strip() or None

@@ -66,6 +66,7 @@ __all__ = [
     "RedisBusOptions",
     "open_bus",
     "parse_redis_url",
+    "redact_url",
 ]
 
 log = logging.getLogger("shoprec.stream")
@@ -793,7 +794,7 @@ _MEMORY_OPTIONS: dict[str, Callable[[str], Any]] = {"idle_ms": int, "max_backlog
 _CONNECTION_OPTIONS = set(URL_QUERY_ARGUMENT_PARSERS) - {"db", "protocol"}
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """The URL without its password, fit for error messages."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -807,7 +808,7 @@ def _query(url: str, query: str) -> dict[str, str]:
     options: dict[str, str] = {}
     for name, values in parse_qs(query, keep_blank_values=True).items():
         if len(values) != 1:
-            raise ConfigError(f"event bus URL {_redact(url)!r}: option {name!r} is given twice")
+            raise ConfigError(f"event bus URL {redact_url(url)!r}: option {name!r} is given twice")
         options[name] = values[0]
     return options
 
@@ -828,7 +829,7 @@ def _convert(
         if value is None or (parse is int and value <= 0) or (parse is str and not value):
             kind = "a positive integer" if parse is int else "a non-empty name"
             raise ConfigError(
-                f"event bus URL {_redact(url)!r}: {name} must be {kind}, got {options[name]!r}"
+                f"event bus URL {redact_url(url)!r}: {name} must be {kind}, got {options[name]!r}"
             )
         converted[name] = value
     return converted
@@ -837,7 +838,7 @@ def _convert(
 def _unknown(url: str, names: set[str], supported: Sequence[str]) -> None:
     if names:
         raise ConfigError(
-            f"event bus URL {_redact(url)!r}: unknown option(s) {', '.join(sorted(names))}; "
+            f"event bus URL {redact_url(url)!r}: unknown option(s) {', '.join(sorted(names))}; "
             f"supported options: {', '.join(supported)}"
         )
 
@@ -859,7 +860,7 @@ def parse_redis_url(url: str) -> RedisBusOptions:
         if db and not db.isdigit():
             raise ValueError(f"database must be a number, got {db!r}")
     except ValueError as exc:
-        raise ConfigError(f"event bus URL {_redact(url)!r}: {exc}") from exc
+        raise ConfigError(f"event bus URL {redact_url(url)!r}: {exc}") from exc
     return RedisBusOptions(urlunsplit(parts._replace(query=urlencode(connection))), **bus)
 
 
@@ -873,7 +874,7 @@ def _open_redis(url: str) -> RedisBus:
             socket_timeout=10.0,
         )
     except ValueError as exc:
-        raise ConfigError(f"event bus URL {_redact(url)!r}: {exc}") from exc
+        raise ConfigError(f"event bus URL {redact_url(url)!r}: {exc}") from exc
     try:
         return RedisBus(
             client,
@@ -881,7 +882,7 @@ def _open_redis(url: str) -> RedisBus:
             group=options.group,
             maxlen=options.maxlen,
             idle_ms=options.idle_ms,
-            where=_redact(urlunsplit(urlsplit(url)._replace(query=""))),
+            where=redact_url(urlunsplit(urlsplit(url)._replace(query=""))),
         )
     except BaseException:
         client.close()
@@ -913,4 +914,4 @@ def open_bus(url: str, *, folder: Path | None = None) -> EventBus:
         return _open_memory(url, folder)
     if scheme in ("redis", "rediss"):
         return _open_redis(url)
-    raise ConfigError(f"event bus URL {_redact(url)!r}: unknown scheme {scheme!r}; {_SUPPORTED}")
+    raise ConfigError(f"event bus URL {redact_url(url)!r}: unknown scheme {scheme!r}; {_SUPPORTED}")

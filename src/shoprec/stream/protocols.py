@@ -123,3 +123,7 @@ class LiveState(Protocol):
     def clear(self) -> None:
         """Forget everything (tests, a rebuilt model)."""
         ...
+
+    def close(self) -> None:
+        """Release connections (the state itself stays where it is)."""
+        ...

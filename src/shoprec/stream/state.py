@@ -34,6 +34,7 @@ from redis.exceptions import NoScriptError
 
 from shoprec.data.schema import EVENT_ID, EVENT_TYPE, ITEM_ID, USER_ID
 from shoprec.exceptions import ConfigError
+from shoprec.stream.bus import redact_url
 
 __all__ = [
     "DEFAULT_APPLIED_LIMIT",
@@ -510,7 +511,7 @@ def _keyword_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _config_error(url: str, problem: str) -> ConfigError:
-    return ConfigError(f"live state URL {url!r}: {problem}; supported: {_SUPPORTED}")
+    return ConfigError(f"live state URL {redact_url(url)!r}: {problem}; supported: {_SUPPORTED}")
 
 
 def _split_query(url: str, query: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:

@@ -123,7 +123,6 @@ class Worker:
         block_ms: int = 50,
         flush_events: int = 5000,
         flush_seconds: float = 2.0,
-        on_applied: Callable[[list[dict[str, Any]]], None] | None = None,
         event_types: Collection[str] | None = None,
         refresh_vectors: bool = True,
         linger_ms: int = 0,
@@ -137,7 +136,6 @@ class Worker:
         self.block_ms = block_ms
         self.flush_events = flush_events
         self.flush_seconds = flush_seconds
-        self.on_applied = on_applied
         self.event_types = event_types
         self.refresh_vectors = refresh_vectors
         self.linger_ms = linger_ms
@@ -183,8 +181,6 @@ class Worker:
         self.stats.duplicates += len(events) - len(fresh)
         if self.refresh_vectors:  # also for events the API applied already (see Service.accept)
             self._refresh_vectors({e["user_id"] for e in events if e.get("item_id")})
-        if fresh and self.on_applied is not None:
-            self.on_applied(fresh)
         self._store_items([item for _, item in items])
         self._unflushed.extend(events)
         self._unacked.extend(d.message_id for d, _ in good)
@@ -270,6 +266,7 @@ class Worker:
                 taken = self.step()
             except Exception as exc:  # a broken backend: say so, wait, try again
                 self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+                del self.stats.errors[:-100]  # the latest only, while a backend stays down
                 log.error("worker step failed: %s", exc)
                 self._stop.wait(1.0)
                 continue
@@ -278,7 +275,11 @@ class Worker:
                     self.flush()
                 elif until_idle and self.bus.pending() == 0 and self.bus.backlog() == 0:
                     break
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:  # the bus closed under us: the events stay pending
+            self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+            log.error("final flush failed (unacknowledged events stay pending): %s", exc)
         return self.stats
 
     def start(self) -> None:
@@ -291,4 +292,6 @@ class Worker:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
+            if self._thread.is_alive():
+                log.warning("the worker did not stop within %.0f s", timeout)
             self._thread = None
