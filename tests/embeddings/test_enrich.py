@@ -268,3 +268,28 @@ def test_open_provider_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert isinstance(provider, HttpProvider)
     assert provider.batch_size == 7
     provider.close()
+
+
+class LearnsItsSize(FakeProvider):
+    """Like a remote service without a configured dim: its size is known after an answer."""
+
+    answered = False
+
+    @property
+    def dim(self) -> int:
+        if not self.answered:
+            raise EmbeddingError("size not known before the first answer")
+        return super().dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.answered = True
+        return super().embed(texts)
+
+
+def test_a_warm_run_keeps_the_recorded_size(items: pl.DataFrame, workspace: Path) -> None:
+    cache = EmbeddingCache(workspace)
+    assert enrich(items, LearnsItsSize(), cache).dim == 8
+    warm = enrich(items, LearnsItsSize(), EmbeddingCache(workspace))
+    assert warm.calls == 0
+    assert warm.dim == 8
+    assert EmbeddingCache(workspace).current()["providers"]["fake"]["dim"] == 8

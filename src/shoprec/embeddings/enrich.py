@@ -241,12 +241,19 @@ def enrich(
             report.failures.append(EnrichFailure(item_id, failed[hashes[position]]))
         else:
             report.embedded += 1
-    report.dim = _dim_or_zero(provider)
+    report.dim = _dim_or_zero(provider) or _recorded_dim(cache, provider.name, version)
     cache.record_items(
         provider.name, version, report.dim, ids, types, hashes, replace=full_catalogue
     )
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _recorded_dim(cache: EmbeddingCache, name: str, version: str) -> int:
+    """The size recorded by an earlier enrichment with the same provider and version (a remote
+    provider that learns its size from answers knows none when every entity was cached)."""
+    recorded = cache.current().get("providers", {}).get(name, {})
+    return int(recorded.get("dim") or 0) if recorded.get("version") == version else 0
 
 
 def _dim_or_zero(provider: EmbeddingProvider) -> int:

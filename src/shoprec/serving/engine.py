@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from shoprec.config import Settings
 from shoprec.data.lake import Lake
+from shoprec.embeddings.attributes import unit_rows
 from shoprec.embeddings.cache import EmbeddingCache, with_item_embeddings
 from shoprec.embeddings.enrich import attach_embeddings, describe, open_provider
 from shoprec.embeddings.protocol import EmbeddingProvider
@@ -160,11 +161,6 @@ def _top_sparse(
     )
 
 
-def _unit(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.asarray(np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0))
-
-
 class Engine:
     """A published run, ready to answer requests.
 
@@ -234,7 +230,7 @@ class Engine:
         }
         self._vectoriser: ItemVectoriser | None = None
         self.embeddings = self._embeddings()
-        self._unit_embeddings = _unit(self.embeddings)
+        self._unit_embeddings = unit_rows(self.embeddings)
         # The vector space of the embeddings: vectors of items that arrive later (the worker
         # embeds them) are comparable only within it.
         self.embedding_space = f"content:{run_id}"
@@ -833,7 +829,7 @@ class Engine:
         left_ok, a, left_status = self._resolve(left, left_type, left_live)
         right_ok, b, right_status = self._resolve(right, right_type, right_live)
         if algo == "cosine-sim":
-            scores = _unit(a) @ _unit(b).T
+            scores = unit_rows(a) @ unit_rows(b).T
         else:
             squared = (a**2).sum(axis=1)[:, None] - 2 * a @ b.T + (b**2).sum(axis=1)[None, :]
             scores = np.sqrt(np.maximum(squared, 0.0))
