@@ -57,7 +57,7 @@ def test_worker_applies_once_dead_letters_and_fills_the_lake(tmp_path: Path) -> 
     assert any("JSON" in r or "json" in r for r in reasons)
     assert any("event_id" in r for r in reasons)
     assert any("future" in r for r in reasons)
-    assert "event_type: unknown event type 'teleport'" in reasons
+    assert any(r.startswith("event_type: unknown event type 'teleport'") for r in reasons)
     lake = Lake(tmp_path / "ws").events()
     assert lake.height == 300
     assert lake.get_column("event_id").n_unique() == 300

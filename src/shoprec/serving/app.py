@@ -211,17 +211,9 @@ class Service:
         received = datetime.now(UTC)
         rows = []
         for position, event in enumerate(events):
-            if event.event_type not in self.event_types:
-                known = ", ".join(sorted(self.event_types))
-                raise HTTPException(
-                    422,
-                    f"events[{position}].event_type: unknown event type {event.event_type!r}; "
-                    f"known: {known} (more through event_weights in the config)",
-                )
-            if event.needs_item() and event.item_id is None:
-                raise HTTPException(
-                    422, f"events[{position}].item_id: a {event.event_type} event needs an item_id"
-                )
+            problem = event.problem(self.event_types)
+            if problem is not None:
+                raise HTTPException(422, f"events[{position}].{problem}")
             rows.append(event.canonical(received))
         try:
             self.bus.publish(rows)

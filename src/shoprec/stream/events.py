@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -81,6 +81,19 @@ class EventIn(BaseModel):
 
     def needs_item(self) -> bool:
         return self.event_type not in NON_ITEM_EVENT_TYPES
+
+    def problem(self, event_types: Collection[str] | None = None) -> str | None:
+        """What the shop cannot accept in this well-formed event (``field: reason``), or None;
+        ``event_types``: the types it accepts (None: any)."""
+        if event_types is not None and self.event_type not in event_types:
+            known = ", ".join(sorted(event_types))
+            return (
+                f"event_type: unknown event type {self.event_type!r}; known: {known} "
+                "(more through event_weights in the config)"
+            )
+        if self.needs_item() and self.item_id is None:
+            return f"item_id: a {self.event_type} event needs an item_id"
+        return None
 
     def canonical(self, received: datetime) -> dict[str, Any]:
         """The event as a lake row (a JSON-ready dict), with its id and timestamp filled."""

@@ -91,10 +91,9 @@ def check_event(
         checked = EventIn.model_validate({"event_id": event_id, **event})
     except ValidationError as exc:
         return None, describe_validation_error(exc)
-    if event_types is not None and checked.event_type not in event_types:
-        return None, f"event_type: unknown event type {checked.event_type!r}"
-    if checked.needs_item() and checked.item_id is None:
-        return None, f"item_id: a {checked.event_type} event needs an item_id"
+    problem = checked.problem(event_types)
+    if problem is not None:
+        return None, problem
     received = datetime.now(UTC)
     return {**checked.canonical(received), "source": delivery.event.get("source") or "api"}, None
 
