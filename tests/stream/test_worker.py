@@ -70,7 +70,7 @@ def test_a_lingering_worker_takes_a_burst_as_one_batch() -> None:
     bus = MemoryBus()
     state = MemoryLiveState()
     events = make_events(30)
-    worker = Worker(bus, state, None, batch=100, linger_ms=200)
+    worker = Worker(bus, state, None, batch=100, linger_ms=1000)
     bus.publish(events[:1])
     # the rest of the burst arrives while the worker lingers on the first event
     later = threading.Timer(0.05, bus.publish, args=(events[1:],))
