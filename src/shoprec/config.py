@@ -159,8 +159,9 @@ class EmbeddingSettings(_Strict):
     attributes_weight: float = Field(
         default=0.5,
         ge=0,
-        description="weight of the attribute vector (scaled numbers, one-hot categories) in an "
-        "entity's vector; each block is unit-normalised before weighting, then the whole",
+        description="weight of the numeric block (scaled numbers) and of the categorical block "
+        "(one-hot) in an entity's vector for scoring; each block is unit-normalised before "
+        "weighting, then the whole",
     )
     batch_size: int | None = Field(
         default=None,
