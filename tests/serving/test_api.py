@@ -20,6 +20,7 @@ from shoprec.data.ingest import ingest
 from shoprec.data.lake import Lake
 from shoprec.pipeline.build import build, current_run
 from shoprec.serving.app import create_app, decode_logged_scores
+from shoprec.serving.schemas import ListItem, ListQuery, RecommendationResponse
 from tests.serving.conftest import API_KEY
 
 KEY = {"X-API-Key": API_KEY}
@@ -147,6 +148,26 @@ def test_user_recommendations(client: TestClient, buyer: str, lake: Lake) -> Non
     other = client.get(f"/users/{buyer}/recommendations", params={"k": 7}).json()
     assert other["recommendation_id"] != body["recommendation_id"]
     assert [i["item_id"] for i in other["items"]] == [i["item_id"] for i in body["items"]]
+
+
+def test_list_answers_have_exactly_the_documented_shape(client: TestClient, buyer: str) -> None:
+    """The lists are written as JSON straight from the engine's values: the documented
+    response model must describe them field for field."""
+    answers = [
+        client.get(f"/users/{buyer}/recommendations", params={"k": 3}).json(),
+        client.get("/users/new-visitor/recommendations", params={"k": 3}).json(),
+    ]
+    item = answers[0]["items"][0]["item_id"]
+    answers.append(client.get(f"/items/{item}/similar", params={"k": 3}).json())
+    for body in answers:
+        assert set(body) == set(RecommendationResponse.model_fields)
+        assert body["items"]
+        for listed in body["items"]:
+            assert set(listed) == set(ListItem.model_fields)
+        assert RecommendationResponse.model_validate(body).model_dump(mode="json") == body
+    documented = client.get("/openapi.json").json()["paths"]["/users/{user_id}/recommendations"]
+    names = {p["name"] for p in documented["get"]["parameters"] if p["in"] == "query"}
+    assert names == set(ListQuery.model_fields)
 
 
 def test_recommendation_filters(client: TestClient, buyer: str) -> None:

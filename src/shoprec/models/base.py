@@ -29,7 +29,14 @@ from pydantic import BaseModel, ConfigDict
 from shoprec.data.dataset import Dataset, IdMap
 from shoprec.exceptions import DataError, NotFittedError, ShoprecError
 
-__all__ = ["COLD_START_REASON", "ModelConfig", "Recommender", "top_k"]
+__all__ = [
+    "COLD_START_REASON",
+    "ModelConfig",
+    "Recommender",
+    "row_product",
+    "stored_entries",
+    "top_k",
+]
 
 COLD_START_REASON = "cold start: popular right now"
 _CONTEXT_KEYS = ("country", "platform", "device")
@@ -66,6 +73,35 @@ def _context_popularity(dataset: Dataset) -> dict[tuple[str, str], np.ndarray]:
 
 
 _BATCH = 1024
+
+
+def stored_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``matrix.indices``/``matrix.data`` of every stored entry of ``rows`` (row
+    after row), and how many each row has."""
+    starts = matrix.indptr[rows]
+    lengths = matrix.indptr[rows + 1] - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, np.int64), lengths
+    return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total), lengths
+
+
+def row_product(
+    matrix: sp.csr_matrix, columns: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sparse row ``values`` at ``columns`` times ``matrix``, as its non-zero ``(indices,
+    data)`` sorted by index: one request's scores without scipy's per-call checks and its
+    dense accumulator. Products and sums are in ``matrix``'s dtype and in scipy's order, so
+    the result equals ``row @ matrix``."""
+    entries, lengths = stored_entries(matrix, np.asarray(columns, np.int64))
+    if entries.size == 0:
+        return np.empty(0, np.int64), np.empty(0, matrix.dtype)
+    targets = matrix.indices[entries]
+    products = matrix.data[entries] * np.repeat(np.asarray(values, matrix.dtype), lengths)
+    indices, inverse = np.unique(targets, return_inverse=True)
+    sums = np.zeros(indices.size, matrix.dtype)
+    np.add.at(sums, inverse, products)
+    return indices.astype(np.int64), sums
 
 
 class ModelConfig(BaseModel):
@@ -214,14 +250,10 @@ class Recommender(ABC, Generic[C]):
         """``matrix[rows][:, columns]`` as a dense array, read straight from the CSR arrays
         (scipy's two fancy-indexing steps cost more than the answer when explaining one
         user's list). ``matrix`` must be canonical: no repeated column within a row."""
-        starts = matrix.indptr[rows]
-        lengths = matrix.indptr[rows + 1] - starts
-        total = int(lengths.sum())
+        entries, lengths = stored_entries(matrix, rows)
         block = np.zeros((rows.size, columns.size), dtype=np.float64)
-        if total == 0 or columns.size == 0:
+        if entries.size == 0 or columns.size == 0:
             return block
-        # every stored entry of the chosen rows, and which chosen row it belongs to
-        entries = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
         owner = np.repeat(np.arange(rows.size), lengths)
         where = np.full(matrix.shape[1], -1, dtype=np.int64)
         where[columns] = np.arange(columns.size)

@@ -60,6 +60,23 @@ class BuyAgainModel(Recommender[BuyAgainConfig]):
             picked = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ picked)
         return picked
 
+    def _score_row(
+        self, columns: np.ndarray, values: np.ndarray, user: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_score` of one user's row given by its entries, as its non-zero ``(items,
+        scores)`` (the serving path): their purchases, else what they touched, scaled far
+        below any purchase."""
+        if user >= 0:
+            start, end = self.history_.indptr[user], self.history_.indptr[user + 1]
+            if np.any(self.history_.data[start:end] > 0):
+                return self.history_.indices[start:end], self.history_.data[start:end]
+        touched = np.asarray(values, np.float32)
+        peak = touched.max() if touched.size else 0.0
+        if peak <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        scale = float(self.history_.data.min()) if self.history_.nnz else 1.0
+        return np.asarray(columns), (touched / peak * scale * 1e-3).astype(np.float32)
+
     def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
         known = users >= 0
         scores = np.zeros(rows.shape, dtype=np.float32)

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from shoprec.data.dataset import Dataset
-from shoprec.models.base import ModelConfig, Recommender
+from shoprec.models.base import ModelConfig, Recommender, row_product
 
 __all__ = ["CoPurchaseConfig", "CoPurchaseModel", "keep_top_per_row"]
 
@@ -82,6 +82,13 @@ class CoPurchaseModel(Recommender[CoPurchaseConfig]):
         binary = rows.copy()
         binary.data = np.ones_like(binary.data)
         return sp.csr_matrix(binary @ self.pairs_)
+
+    def _score_row(
+        self, columns: np.ndarray, values: np.ndarray, user: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_score_sparse` of one user's row given by its entries, as ``(items,
+        scores)`` (the serving path)."""
+        return row_product(self.pairs_, columns, np.ones(columns.size, np.float32))
 
     reason = "often bought together with what you bought"
 

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from shoprec.data.dataset import Dataset
-from shoprec.models.base import ModelConfig, Recommender
+from shoprec.models.base import ModelConfig, Recommender, row_product
 from shoprec.models.copurchase import keep_top_per_row
 
 __all__ = ["ItemKNNConfig", "ItemKNNModel"]
@@ -52,6 +52,14 @@ class ItemKNNModel(Recommender[ItemKNNConfig]):
             rows = rows.copy()
             rows.data = np.ones_like(rows.data)
         return sp.csr_matrix(rows @ self.similarity_)
+
+    def _score_row(
+        self, columns: np.ndarray, values: np.ndarray, user: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_score_sparse` of one user's row given by its entries, as ``(items,
+        scores)`` (the serving path)."""
+        weights = np.ones(columns.size, np.float32) if self.config.binary else values
+        return row_product(self.similarity_, columns, weights)
 
     reason = "similar to items you interacted with"
 

@@ -107,14 +107,20 @@ class CandidateScorer:
         )
         self.user_rows = _rows(user_frame, USER_ID, self.user_names)
         self.pair_names = [n for n in names if n.startswith("pair_")]
-        self.pairs: dict[str, dict[int, np.ndarray]] = {}
+        # Each user's item pairs: their items (sorted indices) and the pair columns, one row each.
+        self.pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if self.pair_names:
-            index = dict(zip(model.item_ids_.external.tolist(), range(n_items), strict=True))
-            pairs = features.pairs.select(USER_ID, ITEM_ID, *self.pair_names)
-            for row in pairs.iter_rows():
-                item = index.get(row[1])
-                if item is not None:
-                    self.pairs.setdefault(row[0], {})[item] = np.asarray(row[2:], np.float64)
+            pairs = (
+                features.pairs.select(USER_ID, ITEM_ID, *self.pair_names)
+                .join(model.item_ids_.index_frame(ITEM_ID, "__item"), on=ITEM_ID, how="inner")
+                .sort(USER_ID, "__item")
+            )
+            owners = pairs.get_column(USER_ID).to_list()
+            items_of = pairs.get_column("__item").to_numpy().astype(np.int64)
+            values = pairs.select([pl.col(n).cast(pl.Float64) for n in self.pair_names]).to_numpy()
+            bounds = [0, *(i for i in range(1, len(owners)) if owners[i] != owners[i - 1])]
+            for start, end in zip(bounds, [*bounds[1:], len(owners)], strict=True):
+                self.pairs[owners[start]] = (items_of[start:end], values[start:end])
         self.shares: dict[str, dict[str, float]] = {}
         self.purchases: dict[str, dict[str, float]] = {}
         table = features.user_categories
@@ -185,6 +191,15 @@ class CandidateScorer:
         self.pair_absent = np.array(
             [0.0 if name in PAIR_COUNTS else np.nan for name in self.pair_names], np.float64
         )
+        # The item columns in plan order, as the ranker reads them (one row gather per request).
+        self.item_block = np.ascontiguousarray(
+            self.item_matrix[:, self.blocks["item"][1]], dtype=np.float32
+        )
+        self.derived_columns = [
+            (column, kind)
+            for column, (kind, _) in enumerate(self.plan)
+            if kind not in ("generator", "item", "user", "pair")
+        ]
         self.booster = getattr(model.ranker_, "booster_", None)
         info = model.item_info_
         available = (
@@ -208,32 +223,31 @@ class CandidateScorer:
         self, user_id: str, items: np.ndarray, scores: np.ndarray, ranks: np.ndarray
     ) -> np.ndarray:
         """The ranker's input for one user's candidates (``scores``/``ranks``: items ×
-        generators, NaN where a generator did not propose the item)."""
+        generators, NaN where a generator did not propose the item), as float32 as the ranker
+        was trained (every value computed in float64, then rounded once)."""
         n = items.size
         user = self.user_rows.get(user_id)
-        pairs = self.pairs.get(user_id, {})
         derived = self._derived(user_id, items, ranks)
-        matrix = np.full((n, len(self.plan)), np.nan)
+        matrix = np.full((n, len(self.plan)), np.nan, np.float32)
         # The array blocks at once: generators' scores and ranks, item, user and pair columns.
         for part, values in (("score", scores), ("rank", ranks)):
             columns, sources = self.blocks[part]
             matrix[:, columns] = values[:, sources]
-        columns, sources = self.blocks["item"]
-        matrix[:, columns] = self.item_matrix[np.ix_(items, sources)]
+        matrix[:, self.blocks["item"][0]] = self.item_block[items]
         columns, sources = self.blocks["user"]
         if user is not None:
             matrix[:, columns] = user[sources]
         columns, sources = self.blocks["pair"]
         if columns.size:
             block = np.tile(self.pair_absent, (n, 1))
-            for row, item in enumerate(items.tolist()):
-                known = pairs.get(item)
-                if known is not None:
-                    block[row] = known
+            known = self.pairs.get(user_id)
+            if known is not None:
+                paired, values = known
+                at = np.minimum(np.searchsorted(paired, items), paired.size - 1)
+                hit = paired[at] == items
+                block[hit] = values[at[hit]]
             matrix[:, columns] = block[:, sources]
-        for column, (kind, _) in enumerate(self.plan):
-            if kind in ("generator", "item", "user", "pair"):
-                continue
+        for column, kind in self.derived_columns:
             if kind == "price_ratio":
                 median = (
                     user[self.user_position["user_price_median"]] if user is not None else np.nan
@@ -246,7 +260,7 @@ class CandidateScorer:
                 matrix[:, column] = self._category_share(user_id, items)
             elif kind in derived:
                 matrix[:, column] = derived[kind]
-        return matrix.astype(np.float32)  # as the ranker was trained
+        return matrix
 
     def _category_share(
         self, user_id: str, items: np.ndarray, table: dict[str, dict[str, float]] | None = None
@@ -278,7 +292,8 @@ class CandidateScorer:
         out["user_band_share"] = band_share
         out["price_pct_gap"] = np.abs(item["item_price_pct"] - user_pct)
         events = 0.0 if np.isnan(events) else events
-        share = np.nan_to_num(self._category_share(user_id, items), nan=0.0)
+        share = self._category_share(user_id, items)
+        share = np.where(np.isnan(share), 0.0, share)
         affinity = (share * events + _PRIOR * item["item_category_global_share"]) / (
             events + _PRIOR
         )
@@ -289,7 +304,8 @@ class CandidateScorer:
         bought_here = self._category_share(user_id, items, self.purchases)
         out["user_category_purchases"] = bought_here
         buys = 0.0 if np.isnan(buys) else buys
-        buy_affinity = (np.nan_to_num(bought_here, nan=0.0) + _PRIOR * affinity) / (buys + _PRIOR)
+        bought = np.where(np.isnan(bought_here), 0.0, bought_here)
+        buy_affinity = (bought + _PRIOR * affinity) / (buys + _PRIOR)
         out["user_category_buy_affinity"] = buy_affinity
         out["taste_buy_score"] = buy_affinity * item["item_category_purchase_share"] * weight
         return out

@@ -34,6 +34,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel
+from pydantic_core import to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,7 +55,7 @@ from shoprec.serving.schemas import (
     ItemDetail,
     ItemIn,
     ItemsAccepted,
-    ListItem,
+    ListQuery,
     RecommendationResponse,
     ScoreRequest,
     ScoreResponse,
@@ -302,26 +303,32 @@ def list_response(
     *,
     user_id: str | None = None,
     item_id: str | None = None,
-) -> RecommendationResponse:
+) -> Response:
+    """A list as JSON in the shape of :class:`RecommendationResponse` (the route's documented
+    model), written straight from the engine's own values: no model is built or validated per
+    item on the hot path (a test holds the two to the same shape)."""
     catalogue = engine.catalogue
-    # Built from the engine's own values: constructed, not validated field by field again.
-    return RecommendationResponse.model_construct(
-        recommendation_id=uuid.uuid4().hex,
-        run_id=engine.run_id,
-        variant=engine.model_name,
-        user_id=user_id,
-        item_id=item_id,
-        found=answer.found,
-        cold_start=answer.cold_start,
-        method=answer.method,
-        live_events=answer.live_events,
-        items=[
-            ListItem.model_construct(
-                item_id=r.item_id, score=r.score, reason=r.reason, **catalogue.summary(r.item_id)
-            )
+    body = {
+        "recommendation_id": uuid.uuid4().hex,
+        "run_id": engine.run_id,
+        "variant": engine.model_name,
+        "user_id": user_id,
+        "item_id": item_id,
+        "found": answer.found,
+        "cold_start": answer.cold_start,
+        "method": answer.method,
+        "live_events": answer.live_events,
+        "items": [
+            {
+                "item_id": r.item_id,
+                "score": r.score,
+                "reason": r.reason,
+                **catalogue.summary(r.item_id),
+            }
             for r in answer.items
         ],
-    )
+    }
+    return Response(to_json(body), media_type="application/json")
 
 
 def create_app(settings: Settings, *, service: Service | None = None, web: bool = True) -> FastAPI:
@@ -392,44 +399,34 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
         response_model=RecommendationResponse,
     )
     async def user_recommendations(
-        served: Served,
-        user_id: IdPath,
-        k: K = 10,
-        category: Annotated[str | None, Query(max_length=200)] = None,
-        exclude_seen: Annotated[
-            bool | None, Query(description="default: the model decides (auto)")
-        ] = None,
-        min_price: Annotated[float | None, Query(ge=0)] = None,
-        max_price: Annotated[float | None, Query(ge=0)] = None,
-        country: Annotated[str | None, Query(max_length=64)] = None,
-        platform: Annotated[str | None, Query(max_length=64)] = None,
-        device: Annotated[str | None, Query(max_length=64)] = None,
+        served: Served, user_id: IdPath, query: Annotated[ListQuery, Query()]
     ) -> Response:
         """Personalised items; an unknown user gets cold-start items from their context."""
         _check_id("user_id", user_id)
+        min_price, max_price = query.min_price, query.max_price
         if min_price is not None and max_price is not None and min_price > max_price:
             raise HTTPException(422, f"min_price {min_price} is above max_price {max_price}")
         context = {
             key: value
             for key, value in (
-                ("country", country),
-                ("platform", platform),
-                ("device", device),
-                ("category", category),
+                ("country", query.country),
+                ("platform", query.platform),
+                ("device", query.device),
+                ("category", query.category),
             )
             if value
         }
         answer = service.recommendations(
             served,
             user_id,
-            k,
-            exclude_seen=exclude_seen,
-            category=category,
+            query.k,
+            exclude_seen=query.exclude_seen,
+            category=query.category,
             min_price=min_price,
             max_price=max_price,
             context=context or None,
         )
-        return _json(list_response(served, answer, user_id=user_id))
+        return list_response(served, answer, user_id=user_id)
 
     @app.get(
         "/items/{item_id}/similar", tags=["recommendations"], response_model=RecommendationResponse
@@ -442,7 +439,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
     ) -> Response:
         """Items like this one; an unknown item answers with ``found: false`` and no items."""
         _check_id("item_id", item_id)
-        return _json(list_response(served, served.similar(item_id, k, method), item_id=item_id))
+        return list_response(served, served.similar(item_id, k, method), item_id=item_id)
 
     # -- pairwise scoring -----------------------------------------------------------------------
     @app.post("/score", tags=["scoring"], response_model=ScoreResponse)

@@ -632,11 +632,9 @@ class Engine:
             if np.any(query):
                 return index.search(query, n)
             scores = np.zeros(len(generator.item_ids_), np.float32)
-        elif hasattr(generator, "_score_sparse"):
-            sparse = generator._score_sparse(row, users)
-            found = _top_sparse(
-                sparse.indices, sparse.data, n, generator.tie_rank_, self._tie_order[name]
-            )
+        elif hasattr(generator, "_score_row"):  # sparse scores of one row
+            items, values = generator._score_row(row.indices, row.data, int(users[0]))
+            found = _top_sparse(items, values, n, generator.tie_rank_, self._tie_order[name])
             if found is not None:
                 return found
             scores = np.asarray(generator._score(row, users), dtype=np.float32)[0]

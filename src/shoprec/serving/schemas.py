@@ -21,6 +21,7 @@ __all__ = [
     "ItemIn",
     "ItemsAccepted",
     "ListItem",
+    "ListQuery",
     "RecommendationResponse",
     "ScoreRequest",
     "ScoreResponse",
@@ -41,6 +42,21 @@ class _Body(BaseModel):
 class ErrorBody(BaseModel):
     error: str = Field(description="what was wrong, and where")
     detail: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ListQuery(BaseModel):
+    """The query of ``GET /users/{user_id}/recommendations``, validated in one step."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    k: int = Field(default=10, ge=1, le=MAX_K, description="how many items")
+    category: str | None = Field(default=None, max_length=200)
+    exclude_seen: bool | None = Field(default=None, description="default: the model decides")
+    min_price: float | None = Field(default=None, ge=0)
+    max_price: float | None = Field(default=None, ge=0)
+    country: str | None = Field(default=None, max_length=64)
+    platform: str | None = Field(default=None, max_length=64)
+    device: str | None = Field(default=None, max_length=64)
 
 
 class ListItem(BaseModel):
