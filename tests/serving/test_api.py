@@ -20,7 +20,13 @@ from shoprec.data.ingest import ingest
 from shoprec.data.lake import Lake
 from shoprec.pipeline.build import build, current_run
 from shoprec.serving.app import create_app, decode_logged_scores
-from shoprec.serving.schemas import ListItem, ListQuery, RecommendationResponse
+from shoprec.serving.schemas import (
+    ListItem,
+    ListQuery,
+    RecommendationResponse,
+    ScoreResponse,
+    ScoreResult,
+)
 from tests.serving.conftest import API_KEY
 
 KEY = {"X-API-Key": API_KEY}
@@ -575,6 +581,12 @@ def test_score_reports_unknown_and_mistyped_ids_per_entity(market: TestClient) -
         {"entity": "missing", "status": "not_found"},
         {"entity": "L2", "status": "wrong_type: is a listing"},
     ]
+    # written as JSON straight from the scores: exactly the documented model's shape
+    assert list(body) == list(ScoreResponse.model_fields)
+    for result in body["results"]:
+        assert list(result) == list(ScoreResult.model_fields)
+    assert ScoreResponse.model_validate(body).model_dump(mode="json") == body
+    assert body["results"][1]["scores"] == body["results"][1]["matched_entities"] == []
 
 
 def _python_scores(market: TestClient, listing: str) -> list[float]:

@@ -191,8 +191,7 @@ def score(
                     out.write(json.dumps({"line": number, "status": "error", "error": message}))
                     out.write("\n")
                     continue
-                response = score_batch(engine, request)
-                out.write(response.model_dump_json() + "\n")
+                out.write(score_batch(engine, request).decode() + "\n")
                 done += 1
         console.print(f"scored {done:,} request(s) with run {run_id} into {output}")
         return failed

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import logging
 import os
 import secrets
@@ -43,7 +42,13 @@ from shoprec.data.lake import Lake
 from shoprec.exceptions import ShoprecError
 from shoprec.pipeline.build import list_runs, publish
 from shoprec.serving.catalogue import SearchQuery
-from shoprec.serving.engine import Engine, LiveItemVectors, RecommendationList, SimilarMethod
+from shoprec.serving.engine import (
+    Engine,
+    LiveItemVectors,
+    PairScores,
+    RecommendationList,
+    SimilarMethod,
+)
 from shoprec.serving.registry import NotReadyError, Registry
 from shoprec.serving.schemas import (
     MAX_BATCH_EVENTS,
@@ -59,7 +64,6 @@ from shoprec.serving.schemas import (
     RecommendationResponse,
     ScoreRequest,
     ScoreResponse,
-    ScoreResult,
 )
 from shoprec.stream.bus import open_bus
 from shoprec.stream.events import known_event_types
@@ -445,7 +449,8 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
     @app.post("/score", tags=["scoring"], response_model=ScoreResponse)
     async def score(served: Served, request: ScoreRequest) -> Response:
         """Scores between two lists of entities, by their embeddings, in one computation."""
-        return _json(score_batch(served, request, live=service.state.item_vectors))
+        body = score_batch(served, request, live=service.state.item_vectors)
+        return Response(body, media_type="application/json")
 
     # -- events ---------------------------------------------------------------------------------
     @app.post(
@@ -656,10 +661,11 @@ def _card(engine: Engine, item_id: str) -> dict[str, Any]:
 
 def score_batch(
     engine: Engine, request: ScoreRequest, *, live: LiveItemVectors | None = None
-) -> ScoreResponse:
-    """``POST /score`` (and ``shoprec score``): one matrix for the whole batch; every request
-    and its results logged as one JSON line with a request id. ``live`` finds embeddings of
-    items that arrived after the run was built (the live state's)."""
+) -> bytes:
+    """``POST /score`` (and ``shoprec score``): one matrix for the whole batch, answered as
+    the JSON of a :class:`ScoreResponse`; every request and its results logged as one JSON
+    line with a request id. ``live`` finds embeddings of items that arrived after the run was
+    built (the live state's)."""
     left_type, right_type = request.type.split("-", 1)
     left = [str(i) for i in request.item]
     right = [str(i) for i in request.items2]
@@ -667,65 +673,112 @@ def score_batch(
     pairs = engine.pair_scores(request.algo, left_type, right_type, left, right, live)
     created = datetime.now(UTC).isoformat()
     matched = [request.items2[i] for i in pairs.right]
-    results: list[ScoreResult] = []
-    scored = dict(zip(pairs.left, np.round(pairs.scores, 6).tolist(), strict=True))
-    # Built from checked values, so constructed without validating each result again (a
-    # whole request's worth of validation cost more than its matrix product).
-    for position, entity in enumerate(request.item):
-        row = scored.get(position)
-        results.append(
-            ScoreResult.model_construct(
-                entity=entity,
-                entity_type=left_type,
-                status="ok" if row is not None else pairs.left_status[position],
-                scores=row if row is not None else [],
-                match_entity_type=right_type,
-                matched_entities=matched if row is not None else [],
-                created_at=created,
-            )
-        )
     unmatched = [
         {"entity": request.items2[i], "status": status} for i, status in pairs.right_status.items()
     ]
     request_id = uuid.uuid4().hex
-    response = ScoreResponse.model_construct(
-        status="success" if not unmatched and not pairs.left_status else "partial",
-        type=request.type,
-        algo=request.algo,
-        request_id=request_id,
-        results=results,
-        unmatched=unmatched,
+    body = _score_json(
+        request, pairs, left_type, right_type, matched, unmatched, created, request_id
     )
     if score_log.isEnabledFor(logging.INFO):
         # The whole result, compactly: the score matrix (scored rows × matched entities) as
         # base64 of little-endian float32, row-major; see decode_logged_scores.
         matrix = np.ascontiguousarray(pairs.scores, dtype="<f4")
-        score_log.info(
-            json.dumps(
-                {
-                    "event": "score",
-                    "request_id": request_id,
-                    "at": created,
-                    "run_id": engine.run_id,
-                    "type": request.type,
-                    "algo": request.algo,
-                    "items": request.item,
-                    "items2": request.items2,
-                    "ms": round((time.perf_counter() - started) * 1000, 3),
-                    "scored": [request.item[i] for i in pairs.left],
-                    "matched": matched,
-                    "shape": list(matrix.shape),
-                    "scores_f32": base64.b64encode(matrix.tobytes()).decode("ascii"),
-                    "not_scored": [
-                        {"entity": request.item[i], "status": status}
-                        for i, status in pairs.left_status.items()
-                    ],
-                    "unmatched": unmatched,
-                },
-                default=str,
+        record = {
+            "event": "score",
+            "request_id": request_id,
+            "at": created,
+            "run_id": engine.run_id,
+            "type": request.type,
+            "algo": request.algo,
+            "items": request.item,
+            "items2": request.items2,
+            "ms": round((time.perf_counter() - started) * 1000, 3),
+            "scored": [request.item[i] for i in pairs.left],
+            "matched": matched,
+            "shape": list(matrix.shape),
+            "scores_f32": base64.b64encode(matrix.tobytes()).decode("ascii"),
+            "not_scored": [
+                {"entity": request.item[i], "status": status}
+                for i, status in pairs.left_status.items()
+            ],
+            "unmatched": unmatched,
+        }
+        score_log.info(to_json(record).decode())
+    return body
+
+
+def _score_json(
+    request: ScoreRequest,
+    pairs: PairScores,
+    left_type: str,
+    right_type: str,
+    matched: list[int | str],
+    unmatched: list[dict[str, Any]],
+    created: str,
+    request_id: str,
+) -> bytes:
+    """The JSON of the :class:`ScoreResponse` (the route's documented model; a test holds the
+    two to the same shape), written from the checked values. Every scored row lists the same
+    matched entities, so their JSON is written once and repeated; scores are rounded to six
+    decimals as float64, so they print short."""
+    rows = dict(zip(pairs.left, np.round(pairs.scores.astype(np.float64), 6).tolist(), strict=True))
+    scored_tail = b"".join(
+        [
+            b',"match_entity_type":',
+            to_json(right_type),
+            b',"matched_entities":',
+            to_json(matched),
+            b',"created_at":',
+            to_json(created),
+            b"}",
+        ]
+    )
+    missing_tail = b"".join(
+        [
+            b',"match_entity_type":',
+            to_json(right_type),
+            b',"matched_entities":[],"created_at":',
+            to_json(created),
+            b"}",
+        ]
+    )
+    left_json = to_json(left_type)
+    results: list[bytes] = []
+    for position, entity in enumerate(request.item):
+        row = rows.get(position)
+        status = "ok" if row is not None else pairs.left_status[position]
+        results.append(
+            b"".join(
+                [
+                    b'{"entity":',
+                    to_json(entity),
+                    b',"entity_type":',
+                    left_json,
+                    b',"status":',
+                    to_json(status),
+                    b',"scores":',
+                    to_json(row if row is not None else []),
+                    scored_tail if row is not None else missing_tail,
+                ]
             )
         )
-    return response
+    head = {
+        "status": "success" if not unmatched and not pairs.left_status else "partial",
+        "type": request.type,
+        "algo": request.algo,
+        "request_id": request_id,
+    }
+    return b"".join(
+        [
+            to_json(head)[:-1],  # the head's fields, then the results and the unmatched ones
+            b',"results":[',
+            b",".join(results),
+            b'],"unmatched":',
+            to_json(unmatched),
+            b"}",
+        ]
+    )
 
 
 def decode_logged_scores(line: dict[str, Any]) -> np.ndarray:

@@ -109,6 +109,11 @@ class Catalogue:
         codes, rows = self._codes[name]
         return np.asarray(rows == codes.get(value, -2))
 
+    def type_matches(self, rows: np.ndarray, entity_type: str) -> np.ndarray:
+        """Whether each of ``rows`` (catalogue rows, all valid) is of ``entity_type``."""
+        codes, of_row = self._codes["entity_type"]
+        return np.asarray(of_row[rows] == codes.get(entity_type, -2))
+
     def __len__(self) -> int:
         return len(self.ids)
 

@@ -775,23 +775,28 @@ class Engine:
     ) -> tuple[list[int], np.ndarray, dict[int, str]]:
         """Positions of ``ids`` that can be scored, their embeddings, and why the others
         cannot; ``arrived`` holds live vectors by position (they win over the run's)."""
-        rows = self.catalogue.rows(ids).tolist()
-        status: dict[int, str] = {}
-        types = self.catalogue.entity_types
-        usable: list[int] = []
-        for position, row in enumerate(rows):
-            if row >= 0 and types[row] != entity_type and position not in arrived:
-                status[position] = f"wrong_type: is a {types[row]}"
-            elif row >= 0 or position in arrived:
-                usable.append(position)
-            else:
-                status[position] = "not_found"
-        picked = np.array([rows[p] for p in usable], np.int64)
-        matrix = self.embeddings[np.maximum(picked, 0)]
-        for at, position in enumerate(usable):
+        rows = self.catalogue.rows(ids)
+        live = np.zeros(rows.size, dtype=bool)
+        live[list(arrived)] = True
+        found = rows >= 0
+        wrong = np.zeros(rows.size, dtype=bool)
+        wrong[found] = ~self.catalogue.type_matches(rows[found], entity_type)
+        wrong &= ~live  # a live vector was embedded for this entity type
+        missing = ~found & ~live
+        status = {
+            int(position): (
+                "not_found"
+                if missing[position]
+                else f"wrong_type: is a {self.catalogue.entity_types[rows[position]]}"
+            )
+            for position in np.flatnonzero(wrong | missing)
+        }
+        usable = np.flatnonzero(~wrong & ~missing)
+        matrix = self.embeddings[np.maximum(rows[usable], 0)]
+        for at, position in enumerate(usable.tolist() if arrived else ()):
             if position in arrived:
                 matrix[at] = arrived[position]
-        return usable, matrix, status
+        return usable.tolist(), matrix, status
 
     def _arrived(
         self, live: LiveItemVectors | None, sides: Sequence[tuple[str, Sequence[str]]]
