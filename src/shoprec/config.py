@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from shoprec.exceptions import ConfigError, describe_validation_error
+from shoprec.index import EF_SEARCH
 
 __all__ = [
     "ColumnMapping",
@@ -119,6 +120,12 @@ class ServingSettings(_Strict):
     )
     recent_events: int = Field(
         default=50, ge=1, le=10_000, description="live events remembered per user"
+    )
+    ef_search: int = Field(
+        default=EF_SEARCH,
+        ge=1,
+        le=4096,
+        description="candidates an HNSW index search looks at (more: better recall, slower)",
     )
     bus: str = Field(
         default="memory://",

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from shoprec.config import Settings, load_settings
 from shoprec.data.lake import Lake
-from shoprec.index import ExactIndex, FaissIndex, build_index
+from shoprec.index import EF_SEARCH, ExactIndex, FaissIndex, build_index
 from shoprec.models.base import top_k
 from shoprec.pipeline.build import build, current_run
 from shoprec.serving.engine import Engine, _top_row, _top_sparse
@@ -61,6 +61,12 @@ def test_faiss_index_is_cached_in_the_run(tmp_path: Path) -> None:
     loaded = build_index(vectors, cache=cache, exact_below=100)
     query = vectors[7]
     np.testing.assert_array_equal(built.search(query, 10)[0], loaded.search(query, 10)[0])
+    # the search breadth is the caller's, whether the graph was built or read from the cache
+    assert isinstance(loaded, FaissIndex)
+    assert loaded.index.hnsw.efSearch == built.index.hnsw.efSearch == EF_SEARCH
+    wider = build_index(vectors, cache=cache, exact_below=100, ef_search=200)
+    assert isinstance(wider, FaissIndex)
+    assert wider.index.hnsw.efSearch == 200
 
 
 @pytest.fixture(scope="module")

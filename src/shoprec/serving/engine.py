@@ -264,6 +264,7 @@ class Engine:
                 tie_rank=generator.tie_rank_,
                 cache=self.run_dir / f"index-{name}.faiss",
                 exact_below=self.exact_below,
+                ef_search=self.settings.serving.ef_search,
             )
         return indexes
 
