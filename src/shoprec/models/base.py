@@ -255,11 +255,14 @@ class Recommender(ABC, Generic[C]):
         if entries.size == 0 or columns.size == 0:
             return block
         owner = np.repeat(np.arange(rows.size), lengths)
-        where = np.full(matrix.shape[1], -1, dtype=np.int64)
-        where[columns] = np.arange(columns.size)
-        column = where[matrix.indices[entries]]
-        hit = column >= 0
-        block[owner[hit], column[hit]] = matrix.data[entries[hit]]
+        # each entry's place among ``columns`` (unique) by a search, not a map as wide as the
+        # matrix: a request touches only the memory of the entries it reads
+        order = np.argsort(columns)
+        ranked = columns[order]
+        stored = matrix.indices[entries]
+        at = np.minimum(np.searchsorted(ranked, stored), ranked.size - 1)
+        hit = ranked[at] == stored
+        block[owner[hit], order[at[hit]]] = matrix.data[entries[hit]]
         return block
 
     def _anchored(
