@@ -58,3 +58,16 @@ def shoprec_process(
         except subprocess.TimeoutExpired:
             running.kill()
             running.wait(timeout=30)
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """The parts of a ``Server-Timing`` header, e.g. ``app;dur=4.1, recommend;dur=3.2``, in
+    milliseconds by name."""
+    parts: dict[str, float] = {}
+    for metric in header.split(","):
+        name, _, params = metric.strip().partition(";")
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "dur" and name:
+                parts[name] = float(value)
+    return parts

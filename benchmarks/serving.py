@@ -42,7 +42,7 @@ import numpy as np
 import polars as pl
 import uvloop
 
-from _common import shoprec_process
+from _common import server_timing, shoprec_process
 from _serving_shop import EVENTS, ITEMS, USERS, prepare_shop
 
 P50_TARGET_MS = 5.0
@@ -60,6 +60,7 @@ class Phase:
     latencies_ms: list[float]
     lag_ms: list[float]
     server_ms: list[float]  # the server's own time per request (its Server-Timing header)
+    recommend_ms: list[float]  # of which the live state and the engine (recommendations only)
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
@@ -79,6 +80,14 @@ class Phase:
             "send_lag_p99_ms": round(float(np.percentile(lag, 99)), 3),
             "server_p50_ms": round(float(np.percentile(server, 50)), 3),
             "server_p99_ms": round(float(np.percentile(server, 99)), 3),
+            **(
+                {
+                    "recommend_p50_ms": round(float(np.percentile(self.recommend_ms, 50)), 3),
+                    "recommend_p99_ms": round(float(np.percentile(self.recommend_ms, 99)), 3),
+                }
+                if self.recommend_ms
+                else {}
+            ),
         }
 
 
@@ -102,6 +111,7 @@ async def open_loop(
     latencies: list[float] = []
     lags: list[float] = []
     in_server: list[float] = []
+    in_engine: list[float] = []
     errors = 0
     loop = asyncio.get_running_loop()
     headers = {"Content-Type": "application/json"}
@@ -119,8 +129,11 @@ async def open_loop(
             ok = False
         if ok:
             latencies.append((time.perf_counter() - sent) * 1000)
-            if "dur=" in timing:
-                in_server.append(float(timing.split("dur=")[1]))
+            parts = server_timing(timing)
+            if "app" in parts:
+                in_server.append(parts["app"])
+            if "recommend" in parts:
+                in_engine.append(parts["recommend"])
         else:
             errors += 1
 
@@ -145,6 +158,7 @@ async def open_loop(
         latencies,
         lags,
         in_server,
+        in_engine,
     )
 
 

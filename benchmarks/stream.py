@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 import redis
 
-from _common import clean_env, shoprec_process
+from _common import clean_env, server_timing, shoprec_process
 from _serving_shop import EVENTS, prepare_shop
 from serving import free_port, wait_ready
 from shoprec.stream.bus import open_bus
@@ -53,7 +53,7 @@ def process(args: list[str]) -> Any:
 
 def server_ms(response: httpx.Response) -> float:
     """The server's own time on a request, from its Server-Timing header."""
-    return float(response.headers["server-timing"].split("dur=")[1])
+    return server_timing(response.headers["server-timing"])["app"]
 
 
 def click_trials(url: str, users: list[str], items: list[str], trials: int) -> dict[str, Any]:

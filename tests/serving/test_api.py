@@ -94,7 +94,12 @@ def test_health_ready_metrics_docs(client: TestClient, shop: Settings) -> None:
     ready = client.get("/ready").json()
     assert ready["ready"] is True
     assert ready["run_id"] == current_run(shop.workspace)[0]
-    client.get("/users/nobody/recommendations")
+    listed = client.get("/users/nobody/recommendations")
+    timing = dict(
+        part.split(";dur=") for part in listed.headers["server-timing"].split(", ")
+    )  # the whole request first, then the route's own part
+    assert list(timing) == ["app", "recommend"]
+    assert 0 <= float(timing["recommend"]) <= float(timing["app"]) < 10_000
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
     assert 'route="/users/{user_id}/recommendations"' in metrics.text
