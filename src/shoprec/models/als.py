@@ -71,7 +71,8 @@ class _FactorModel(Recommender[Any]):
         factors[unchanged] = self.user_factors_[users[unchanged]]
         fold = np.flatnonzero(~unchanged & (rows.getnnz(axis=1) > 0))
         if fold.size:
-            factors[fold] = self._fold_in(self._prepare(sp.csr_matrix(rows[fold])))
+            chosen = rows if fold.size == rows.shape[0] else rows[fold]  # (a request: all)
+            factors[fold] = self._fold_in(self._prepare(sp.csr_matrix(chosen)))
         return factors
 
     def _fold_in(self, rows: sp.csr_matrix) -> np.ndarray:

@@ -228,7 +228,8 @@ class ContentModel(Recommender[ContentConfig]):
         preferences[unchanged] = self.preferences_[users[unchanged]]
         other = np.flatnonzero(~unchanged)
         if other.size:  # request-time history has no order: a weighted mean
-            weights = sp.csr_matrix(rows[other], dtype=np.float32)
+            chosen = rows if other.size == rows.shape[0] else rows[other]  # (a request: all)
+            weights = sp.csr_matrix(chosen, dtype=np.float32)
             totals = np.asarray(weights.sum(axis=1)).ravel()
             totals[totals == 0] = 1.0
             preferences[other] = np.asarray(weights @ self.vectors_) / totals[:, None]

@@ -461,11 +461,11 @@ class Engine:
             items = model.item_ids_.to_index([item for item, _ in history])
             weight = np.array([self.weights.get(kind, 0.0) for _, kind in history], trained.dtype)
             ok = (items >= 0) & (weight > 0)
-            if ok.any():  # duplicates are summed when the coordinates become CSR
-                columns = np.concatenate([columns, items[ok]])
-                values = np.concatenate([values, weight[ok]])
-                coordinates = (np.zeros(columns.size, np.int64), columns)
-                return sp.csr_matrix((values, coordinates), shape=(1, trained.shape[1]))
+            if ok.any():  # live events on items already in the row add to their entries
+                columns, at = np.unique(np.concatenate([columns, items[ok]]), return_inverse=True)
+                summed = np.zeros(columns.size, trained.dtype)
+                np.add.at(summed, at, np.concatenate([values, weight[ok]]))
+                columns, values = columns.astype(trained.indices.dtype), summed
         return sp.csr_matrix(
             (values, columns, [0, columns.size]),
             shape=(1, trained.shape[1]),
