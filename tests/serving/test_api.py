@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -19,7 +20,7 @@ from shoprec.config import Settings, load_settings
 from shoprec.data.ingest import ingest
 from shoprec.data.lake import Lake
 from shoprec.pipeline.build import build, current_run
-from shoprec.serving.app import create_app, decode_logged_scores
+from shoprec.serving.app import Measured, create_app, decode_logged_scores
 from shoprec.serving.schemas import (
     ListItem,
     ListQuery,
@@ -179,6 +180,55 @@ def test_list_answers_have_exactly_the_documented_shape(client: TestClient, buye
     documented = client.get("/openapi.json").json()["paths"]["/users/{user_id}/recommendations"]
     names = {p["name"] for p in documented["get"]["parameters"] if p["in"] == "query"}
     assert names == set(ListQuery.model_fields)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"k": 4},
+        {"k": 6, "exclude_seen": "false", "min_price": 1, "max_price": 80},
+        {"k": 3, "country": "DE", "platform": "web"},
+        {"k": 2, "unknown": "ignored"},  # not a parameter: the route answers, as before
+    ],
+)
+def test_the_shortcut_answers_as_the_route_does(
+    client: TestClient, buyer: str, query: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def answers() -> list[dict[str, object]]:
+        bodies = []
+        for user in (buyer, "someone-new"):
+            response = client.get(f"/users/{user}/recommendations", params=query)
+            assert response.status_code == 200
+            assert "recommend;dur=" in response.headers["server-timing"]
+            body = response.json()
+            body.pop("recommendation_id")
+            bodies.append(body)
+        return bodies
+
+    taken: list[bool] = []
+    shortcut = Measured._shortcut
+
+    def watched(self: Measured, scope: dict[str, Any]) -> object:
+        answer = shortcut(self, scope)
+        taken.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(Measured, "_shortcut", watched)
+    short = answers()
+    assert taken == [query.get("unknown") is None] * 2  # an unknown parameter: the route
+    monkeypatch.setattr(Measured, "_shortcut", lambda self, scope: None)
+    assert answers() == short  # the whole way through the router
+
+
+def test_the_shortcut_leaves_bad_requests_to_the_route(client: TestClient) -> None:
+    for query, field in (("k=5&k=6", None), ("k=0", "k"), ("min_price=9&max_price=1", "min_price")):
+        response = client.get(f"/users/u1/recommendations?{query}")
+        if field is None:  # a repeated parameter: FastAPI takes the last
+            assert response.status_code == 200
+            assert len(response.json()["items"]) == 6
+        else:
+            assert field in _error(response, 422)
+    assert "user_id" in _error(client.get("/users/%20/recommendations"), 422)
 
 
 def test_recommendation_filters(client: TestClient, buyer: str) -> None:

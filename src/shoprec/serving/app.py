@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import logging
 import os
+import re
 import secrets
 import socket
 import time
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qsl
 
 import numpy as np
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
@@ -82,14 +84,43 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_LIST_PATH = re.compile(r"/users/([^/]+)/recommendations")
+_LIST_ROUTE = "/users/{user_id}/recommendations"
+
+
 class Measured:
     """ASGI middleware: refuses bodies over the limit (413), counts every request's route,
     status and latency for ``/metrics``, and says in a ``Server-Timing`` header how long the
-    server worked on the request."""
+    server worked on the request.
+
+    It also answers the hottest request, a well-formed ``GET /users/{id}/recommendations``,
+    itself: the same function as the route, without the router and the per-parameter
+    validation around it (about half a millisecond a request on a 2-core machine). Anything
+    else about such a request (a bad or repeated parameter, an error, a server not ready)
+    goes the whole way, so its answer is the route's.
+    """
 
     def __init__(self, app: ASGIApp, service: Service) -> None:
         self.app = app
         self.service = service
+
+    def _shortcut(self, scope: Scope) -> Response | None:
+        """The answer to a well-formed recommendations request, else None."""
+        if scope["method"] != "GET":
+            return None
+        match = _LIST_PATH.fullmatch(scope["path"])
+        if match is None:
+            return None
+        pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        query = dict(pairs)
+        if len(query) != len(pairs) or not query.keys() <= ListQuery.model_fields.keys():
+            return None
+        try:
+            return recommendations_response(
+                self.service, self.service.engine, match[1], ListQuery.model_validate(query)
+            )
+        except Exception:  # the route answers it, with its own error handling
+            return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,10 +156,16 @@ class Measured:
                 message = {**message, "headers": headers}
             await send(message)
 
+        shortcut = self._shortcut(scope)
         try:
-            await self.app(scope, receive, sending)
+            if shortcut is not None:
+                await shortcut(scope, receive, sending)
+            else:
+                await self.app(scope, receive, sending)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
+            if shortcut is not None:
+                route = _LIST_ROUTE
             self.service.latency.labels(route).observe(time.perf_counter() - started)
             self.service.requests.labels(scope["method"], route, str(status)).inc()
 
@@ -309,6 +346,43 @@ class Service:
             self._state = None
 
 
+def recommendations_response(
+    service: Service, engine: Engine, user_id: str, query: ListQuery
+) -> Response:
+    """``GET /users/{user_id}/recommendations``, whichever way the request came in (the
+    route, or :class:`Measured`'s shortcut)."""
+    _check_id("user_id", user_id)
+    min_price, max_price = query.min_price, query.max_price
+    if min_price is not None and max_price is not None and min_price > max_price:
+        raise HTTPException(422, f"min_price {min_price} is above max_price {max_price}")
+    context = {
+        key: value
+        for key, value in (
+            ("country", query.country),
+            ("platform", query.platform),
+            ("device", query.device),
+            ("category", query.category),
+        )
+        if value
+    }
+    started = time.perf_counter()
+    answer = service.recommendations(
+        engine,
+        user_id,
+        query.k,
+        exclude_seen=query.exclude_seen,
+        category=query.category,
+        min_price=min_price,
+        max_price=max_price,
+        context=context or None,
+    )
+    spent = (time.perf_counter() - started) * 1000
+    response = list_response(engine, answer, user_id=user_id)
+    # the live state's reads and the engine, apart from the whole request (app;dur)
+    response.headers["server-timing"] = f"recommend;dur={spent:.3f}"
+    return response
+
+
 def list_response(
     engine: Engine,
     answer: RecommendationList,
@@ -414,36 +488,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
         served: Served, user_id: IdPath, query: Annotated[ListQuery, Query()]
     ) -> Response:
         """Personalised items; an unknown user gets cold-start items from their context."""
-        _check_id("user_id", user_id)
-        min_price, max_price = query.min_price, query.max_price
-        if min_price is not None and max_price is not None and min_price > max_price:
-            raise HTTPException(422, f"min_price {min_price} is above max_price {max_price}")
-        context = {
-            key: value
-            for key, value in (
-                ("country", query.country),
-                ("platform", query.platform),
-                ("device", query.device),
-                ("category", query.category),
-            )
-            if value
-        }
-        started = time.perf_counter()
-        answer = service.recommendations(
-            served,
-            user_id,
-            query.k,
-            exclude_seen=query.exclude_seen,
-            category=query.category,
-            min_price=min_price,
-            max_price=max_price,
-            context=context or None,
-        )
-        spent = (time.perf_counter() - started) * 1000
-        response = list_response(served, answer, user_id=user_id)
-        # the live state's reads and the engine, apart from the whole request (app;dur)
-        response.headers["server-timing"] = f"recommend;dur={spent:.3f}"
-        return response
+        return recommendations_response(service, served, user_id, query)
 
     @app.get(
         "/items/{item_id}/similar", tags=["recommendations"], response_model=RecommendationResponse
