@@ -298,7 +298,8 @@ def test_values_are_bounded_and_recall_and_hit_rate_grow_with_k(
     assert all(0.0 <= value <= 1.0 for value in results.values())
     for name in ("recall", "hit_rate"):
         values = [results[f"{name}@{k}"] for k in ks]
-        assert values == sorted(values)
+        # each k's mean is its own aggregation: equal values may differ in the last bit
+        assert all(later >= earlier - 1e-12 for earlier, later in itertools.pairwise(values))
     single = Precision(3).compute(recs, truth)
     assert single == results["precision@3"]
 
