@@ -135,6 +135,13 @@ class ServingSettings(_Strict):
     state: str = Field(
         default="memory://", description="live user state: memory:// or redis://host:port/db"
     )
+    lake_flush_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="how often the event worker appends what it applied to the lake; the live "
+        "state has every event at once, and the bus keeps what is not yet in the lake",
+    )
     worker: bool = Field(
         default=True,
         description="apply events in a thread of the server (false: run 'shoprec consume')",

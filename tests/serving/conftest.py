@@ -24,7 +24,9 @@ def make_shop(workspace: Path, *, events: int = 20_000, seed: int = 3) -> Settin
     settings = load_settings(workspace=workspace, api_keys=[API_KEY])
     lake = Lake(workspace)
     build(lake.events(), settings, items=lake.items(), users=lake.users())
-    return settings
+    # a server's worker appends to the lake every 10 s by default: tests look sooner
+    quick = settings.serving.model_copy(update={"lake_flush_seconds": 0.5})
+    return settings.model_copy(update={"serving": quick})
 
 
 @pytest.fixture(scope="session")

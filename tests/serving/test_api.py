@@ -407,7 +407,9 @@ def test_a_view_changes_the_next_recommendations(
     assert applied, "the worker did not apply the event within 10 s"
     after = client.get(f"/users/{user}/recommendations", params={"k": 10}).json()["items"]
     assert [i["item_id"] for i in after] != [i["item_id"] for i in before]
-    # Nothing accepted is lost: the worker appended it to the lake, once.
+    # Nothing accepted is lost: the worker appended it to the lake, once, on its schedule.
+    worker = client.app.state.service.worker  # type: ignore[attr-defined]
+    assert worker.flush_seconds == shop.serving.lake_flush_seconds == 0.5
     event_id = accepted["event_ids"][0]
     assert wait_for(
         lambda: Lake(shop.workspace).events().filter(pl.col("event_id") == event_id).height == 1

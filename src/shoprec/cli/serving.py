@@ -249,6 +249,7 @@ def consume(
             engine=lambda: registry.engine if registry.ready else None,
             consumer=consumer or f"worker-{socket.gethostname()}-{os.getpid()}",
             event_types=known_event_types(settings.event_weights.weights),
+            flush_seconds=serving.lake_flush_seconds,
         )
         console.print(
             f"consuming {bus or serving.bus} into {state or serving.state} as {worker.consumer}"

@@ -330,6 +330,7 @@ class Service:
                 refresh_vectors=not serving.state.startswith("memory:"),
                 linger_ms=50,
                 block_ms=20,
+                flush_seconds=serving.lake_flush_seconds,
             )
             self.worker.start()
 
