@@ -124,7 +124,8 @@ def test_array_scorer_matches_the_batch_path(model: Any) -> None:
         names = list(model.generators_)
         scores = frame.select([f"{n}_score" for n in names]).to_numpy().astype(float)
         ranks = frame.select([f"{n}_rank" for n in names]).to_numpy().astype(float)
-        fast = scorer.booster.predict(scorer.features(user, items, scores, ranks))
+        assert scorer.compiled is not None  # serving's path: the ranker compiled by lleaves
+        fast = scorer.predict(scorer.features(user, items, scores, ranks))
         np.testing.assert_allclose(fast, batch, rtol=1e-6, atol=1e-9)
         ranked = scorer.score(user, items, scores, ranks, k=5)
         assert ranked.items.size == 5
@@ -165,3 +166,31 @@ def test_request_history_reaches_a_known_user(model: Any) -> None:
     history = pl.DataFrame({"user_id": [user] * len(extra), "item_id": extra})
     after = model.recommend([user], k=5, history=history)
     assert not before.select("item_id", "score").equals(after.select("item_id", "score"))
+
+
+def test_the_compiled_ranker_predicts_as_lightgbm(model: Any, tmp_path: Path) -> None:
+    import numpy as np
+
+    from shoprec.ranking.compiled import compile_ranker
+
+    booster = model.ranker_.booster_
+    rows = np.random.default_rng(0).normal(size=(300, booster.num_feature()))
+    rows[np.random.default_rng(1).random(rows.shape) < 0.2] = np.nan  # missing values too
+    cache = tmp_path / "ranker.o"
+    compiled = compile_ranker(booster, cache)
+    assert compiled is not None
+    assert cache.is_file()  # kept for the next process
+    np.testing.assert_allclose(compiled(rows), booster.predict(rows), rtol=0, atol=1e-12)
+    again = compile_ranker(booster, cache)  # loaded from the cache
+    assert again is not None
+    np.testing.assert_array_equal(again(rows), compiled(rows))
+
+
+def test_a_ranker_that_cannot_be_compiled_is_left_to_lightgbm() -> None:
+    from shoprec.ranking.compiled import compile_ranker
+
+    class Broken:
+        def model_to_string(self) -> str:
+            return "not a LightGBM model"
+
+    assert compile_ranker(Broken()) is None

@@ -10,6 +10,7 @@ business rules with NumPy. Its scores equal the batch path's (tested).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import polars as pl
 
 from shoprec.data.schema import ITEM_ID, USER_ID
 from shoprec.features.build import PAIR_COUNTS
+from shoprec.ranking.compiled import compile_ranker
 from shoprec.ranking.two_stage import TASTE_PRIOR as _PRIOR
 
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ def _rows(frame: pl.DataFrame, key: str, columns: list[str]) -> dict[str, np.nda
 class CandidateScorer:
     """Array-backed features and rules for one fitted two-stage model."""
 
-    def __init__(self, model: TwoStageModel) -> None:
+    def __init__(self, model: TwoStageModel, *, compiled_cache: Path | None = None) -> None:
         self.model = model
         features = model.features_
         n_items = len(model.item_ids_)
@@ -201,6 +203,10 @@ class CandidateScorer:
             if kind not in ("generator", "item", "user", "pair")
         ]
         self.booster = getattr(model.ranker_, "booster_", None)
+        # The same predictions, compiled (see shoprec.ranking.compiled); LightGBM's otherwise.
+        self.compiled = (
+            compile_ranker(self.booster, compiled_cache) if self.booster is not None else None
+        )
         info = model.item_info_
         available = (
             info.select(pl.col("available").fill_null(True)).to_series().to_numpy()
@@ -322,15 +328,20 @@ class CandidateScorer:
         )
         return np.asarray(2 * 6371.0 * np.arcsin(np.sqrt(a)))
 
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """The ranker's scores of feature rows (:meth:`features`), compiled where it could be."""
+        if self.compiled is not None:
+            return self.compiled(matrix)
+        assert self.booster is not None
+        return np.asarray(self.booster.predict(matrix, num_threads=1))
+
     def score(
         self, user_id: str, items: np.ndarray, scores: np.ndarray, ranks: np.ndarray, k: int
     ) -> ScoredList:
         """Rank one user's candidates and apply the rules: availability, blocks, diversity
         cap and pinned positions."""
         if self.booster is not None:
-            predicted = np.asarray(
-                self.booster.predict(self.features(user_id, items, scores, ranks), num_threads=1)
-            )
+            predicted = self.predict(self.features(user_id, items, scores, ranks))
         else:
             predicted = np.nansum(1.0 / (60.0 + ranks), axis=1)
         keep = ~self.unavailable[items]

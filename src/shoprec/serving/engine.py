@@ -209,7 +209,11 @@ class Engine:
         self.users = UserDirectory(lake.users())
         # Model item index -> catalogue row (-1: not in the catalogue).
         self._model_rows = self.catalogue.rows(self.model.item_ids_.external.tolist())
-        self.scorer = CandidateScorer(self.model) if isinstance(self.model, TwoStageModel) else None
+        self.scorer = (
+            CandidateScorer(self.model, compiled_cache=self.run_dir / "ranker-lleaves.o")
+            if isinstance(self.model, TwoStageModel)
+            else None
+        )
         self._available = self._allowed(None, None, None)  # the list without request filters
         self._indexes = self._vector_indexes()
         self._trained_queries = self._queries_as_trained()

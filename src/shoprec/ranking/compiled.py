@@ -1,0 +1,59 @@
+"""The ranker compiled to machine code for serving, by lleaves.
+
+LightGBM's own ``predict`` walks its trees in a general-purpose loop; for one request's few
+hundred candidates that is most of a request's ranking time. lleaves compiles the model's trees
+(LightGBM's text format) with LLVM into a function with the same predictions, about ten times
+faster at that size. The object file is cached beside the run, written atomically, so every API
+worker but the first loads it in milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["compile_ranker"]
+
+log = logging.getLogger(__name__)
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def compile_ranker(booster: Any, cache: Path | None = None) -> Predict | None:
+    """A function with ``booster``'s predictions (rows × features in, one score per row out),
+    compiled; None when it cannot be (the caller keeps LightGBM's own predict). ``cache`` is
+    where the machine code is kept between processes."""
+    try:
+        import lleaves
+    except ImportError:  # pragma: no cover - a core dependency
+        return None
+    try:
+        with tempfile.TemporaryDirectory(prefix="shoprec-ranker-") as folder:
+            text = Path(folder) / "ranker.txt"
+            text.write_text(booster.model_to_string(), encoding="utf-8")
+            model = lleaves.Model(model_file=str(text))
+            if cache is not None and cache.is_file():
+                model.compile(cache=str(cache))
+            else:
+                built = Path(folder) / "ranker.o"
+                model.compile(cache=str(built))
+                if cache is not None:  # a read-only run folder: compiled again next time
+                    with contextlib.suppress(OSError):
+                        temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+                        temporary.write_bytes(built.read_bytes())
+                        temporary.replace(cache)
+    except Exception as exc:  # an LLVM that cannot compile here: LightGBM still can
+        log.warning("the ranker could not be compiled (%s); LightGBM's predict serves", exc)
+        return None
+
+    def predict(matrix: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(np.asarray(matrix, np.float64), n_jobs=1))
+
+    return predict
