@@ -61,6 +61,7 @@ class Phase:
     lag_ms: list[float]
     server_ms: list[float]  # the server's own time per request (its Server-Timing header)
     recommend_ms: list[float]  # of which the live state and the engine (recommendations only)
+    slow: list[tuple[float, float, float]]  # (sent, s into the phase; latency; server time) > 25 ms
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
@@ -80,6 +81,12 @@ class Phase:
             "send_lag_p99_ms": round(float(np.percentile(lag, 99)), 3),
             "server_p50_ms": round(float(np.percentile(server, 50)), 3),
             "server_p99_ms": round(float(np.percentile(server, 99)), 3),
+            # when the slow requests were sent: one stall of the machine or many slow answers
+            "slow_requests": len(self.slow),
+            "slowest": [
+                {"sent_s": round(at, 3), "ms": round(ms, 3), "server_ms": round(server, 3)}
+                for at, ms, server in sorted(self.slow, key=lambda row: -row[1])[:10]
+            ],
             **(
                 {
                     "recommend_p50_ms": round(float(np.percentile(self.recommend_ms, 50)), 3),
@@ -112,6 +119,7 @@ async def open_loop(
     lags: list[float] = []
     in_server: list[float] = []
     in_engine: list[float] = []
+    slow: list[tuple[float, float, float]] = []
     errors = 0
     loop = asyncio.get_running_loop()
     headers = {"Content-Type": "application/json"}
@@ -128,12 +136,15 @@ async def open_loop(
         except aiohttp.ClientError:
             ok = False
         if ok:
-            latencies.append((time.perf_counter() - sent) * 1000)
+            latency = (time.perf_counter() - sent) * 1000
+            latencies.append(latency)
             parts = server_timing(timing)
             if "app" in parts:
                 in_server.append(parts["app"])
             if "recommend" in parts:
                 in_engine.append(parts["recommend"])
+            if latency > P99_TARGET_MS:
+                slow.append((sent - began, latency, parts.get("app", float("nan"))))
         else:
             errors += 1
 
@@ -159,6 +170,7 @@ async def open_loop(
         lags,
         in_server,
         in_engine,
+        slow,
     )
 
 
