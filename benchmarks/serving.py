@@ -9,6 +9,11 @@ earlier ones have answered, so a slow server cannot slow the offered load down. 
 measured from the moment a request is sent to the end of its response; how late the generator
 itself was (``send_lag``) is reported beside it. Every phase is bounded in time and count.
 
+Each phase also reports what could hold requests up outside the server's own time: the slowest
+requests and when they were sent, the generator's garbage collections (off during a phase unless
+``--generator-gc``), the times its loop woke over 40 ms late, and the CPU time the host took from
+the machine (steal, per 50 ms).
+
 Phases: warm-up (``--warmup`` seconds at 100/s, not recorded);
 ``GET /users/{id}/recommendations?k=10`` at ``--rate`` (90 % users the model
 knows, 10 % new visitors); ``POST /score`` (100 × 100 items, cosine) at ``--rate``; then
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -62,6 +68,9 @@ class Phase:
     server_ms: list[float]  # the server's own time per request (its Server-Timing header)
     recommend_ms: list[float]  # of which the live state and the engine (recommendations only)
     slow: list[tuple[float, float, float]]  # (sent, s into the phase; latency; server time) > 25 ms
+    generator_gc_ms: list[float]  # the generator's own garbage collections during the phase
+    steal_ms: list[tuple[float, float]]  # (s into the phase, CPU time the host took in 50 ms)
+    generator_late_ms: list[tuple[float, float]]  # (s into the phase, how late its loop woke)
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
@@ -82,6 +91,21 @@ class Phase:
             "server_p50_ms": round(float(np.percentile(server, 50)), 3),
             "server_p99_ms": round(float(np.percentile(server, 99)), 3),
             # when the slow requests were sent: one stall of the machine or many slow answers
+            "generator_gc": {
+                "collections": len(self.generator_gc_ms),
+                "max_ms": round(max(self.generator_gc_ms, default=0.0), 3),
+            },
+            # time the virtual machine's CPUs waited for the host (steal, /proc/stat), per 50 ms
+            "steal": {
+                "total_ms": round(sum(ms for _, ms in self.steal_ms), 1),
+                "worst_windows": [
+                    {"at_s": round(at, 2), "ms": round(ms, 1)}
+                    for at, ms in sorted(self.steal_ms, key=lambda row: -row[1])[:5]
+                ],
+            },
+            "generator_late": [
+                {"at_s": round(at, 2), "ms": round(ms, 1)} for at, ms in self.generator_late_ms
+            ][:10],
             "slow_requests": len(self.slow),
             "slowest": [
                 {"sent_s": round(at, 3), "ms": round(ms, 3), "server_ms": round(server, 3)}
@@ -98,6 +122,30 @@ class Phase:
         }
 
 
+def _steal_ms() -> float:
+    """CPU time the host has taken from this machine's CPUs since boot (steal), in ms."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = stat.readline().split()
+    return int(fields[8]) * 1000 / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
+async def stolen_time(
+    windows: list[tuple[float, float]], late: list[tuple[float, float]], every: float = 0.05
+) -> None:
+    """Record the steal of each ``every`` seconds into ``windows``, and into ``late`` each time
+    this loop woke more than 40 ms late (the generator itself held up), until cancelled."""
+    last, woke = _steal_ms(), time.perf_counter()
+    while True:
+        await asyncio.sleep(every)
+        now, previous = _steal_ms(), woke
+        woke = time.perf_counter()
+        if now > last:
+            windows.append((woke, now - last))
+        if woke - previous - every > 0.04:
+            late.append((previous, (woke - previous - every) * 1000))
+        last = now
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -111,6 +159,7 @@ async def open_loop(
     requests: list[tuple[str, str, bytes | None]],
     rate: float,
     seconds: float,
+    collect_garbage: bool = False,
 ) -> Phase:
     """Send ``rate * seconds`` requests on schedule (cycling through ``requests``, prepared
     beforehand so the generator spends nothing on them); gather each one's latency."""
@@ -148,17 +197,41 @@ async def open_loop(
         else:
             errors += 1
 
+    # The generator's own garbage collections would stamp every answer that arrives during one
+    # as late (a burst of slow requests the server never saw): the collector is off during a
+    # phase unless asked for, and what it paused is reported either way.
+    pauses: list[float] = []
+    collecting: dict[str, float] = {}
+    steal_windows: list[tuple[float, float]] = []
+    late_windows: list[tuple[float, float]] = []
+
+    def timed_collection(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collecting["since"] = time.perf_counter()
+        elif "since" in collecting:
+            pauses.append((time.perf_counter() - collecting.pop("since")) * 1000)
+
+    steal = asyncio.create_task(stolen_time(steal_windows, late_windows))
+    gc.collect()
+    if not collect_garbage:
+        gc.disable()
+    gc.callbacks.append(timed_collection)
     began = time.perf_counter()
     start = loop.time() + 0.05
     tasks = []
-    for index in range(count):
-        due = start + index / rate
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        lags.append(max(0.0, loop.time() - due) * 1000)
-        tasks.append(asyncio.create_task(one(*requests[index % len(requests)])))
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+    try:
+        for index in range(count):
+            due = start + index / rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            lags.append(max(0.0, loop.time() - due) * 1000)
+            tasks.append(asyncio.create_task(one(*requests[index % len(requests)])))
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+    finally:
+        gc.callbacks.remove(timed_collection)
+        gc.enable()
+        steal.cancel()
     return Phase(
         name,
         rate,
@@ -171,6 +244,9 @@ async def open_loop(
         in_server,
         in_engine,
         slow,
+        pauses,
+        [(at - began, ms) for at, ms in steal_windows],
+        [(at - began, ms) for at, ms in late_windows],
     )
 
 
@@ -217,12 +293,16 @@ async def run_load(url: str, args: argparse.Namespace, workspace: Path) -> dict[
         await open_loop(session, url, "warm-up", recommendations[-1000:], 100, args.warmup)
         await open_loop(session, url, "warm-up", scoring[-100:], 50, 4)
         for name, requests in (("recommendations", recommendations), ("score 100x100", scoring)):
-            phase = await open_loop(session, url, name, requests, args.rate, args.seconds)
+            phase = await open_loop(
+                session, url, name, requests, args.rate, args.seconds, args.generator_gc
+            )
             phases.append(phase.summary())
             print(json.dumps(phases[-1]), flush=True)
         sustained = None
         for rate in args.steps:
-            step = await open_loop(session, url, "step", recommendations, rate, 10)
+            step = await open_loop(
+                session, url, "step", recommendations, rate, 10, args.generator_gc
+            )
             phase = step.summary()
             phase["phase"] = f"step {rate}/s"
             phases.append(phase)
@@ -253,6 +333,11 @@ def main() -> int:
     parser.add_argument("--state", help="live state URL for the server (several workers: redis://)")
     parser.add_argument(
         "--steps", type=int, nargs="*", default=[200, 300, 400, 500, 600, 800, 1000]
+    )
+    parser.add_argument(
+        "--generator-gc",
+        action="store_true",
+        help="leave the generator's garbage collector on during the phases (off by default)",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/serving-results.json"))
     args = parser.parse_args()
