@@ -38,6 +38,7 @@ from shoprec.data.schema import EMBEDDING, EMBEDDING_VERSION, ENTITY_TYPE, ITEM_
 from shoprec.embeddings.protocol import content_hash
 from shoprec.embeddings.text import entity_texts
 from shoprec.exceptions import LakeError
+from shoprec.files import replaced_atomically
 
 __all__ = [
     "EmbeddingCache",
@@ -70,10 +71,8 @@ def _write_durably(frame: pl.DataFrame, target: Path) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2))
-    os.replace(temporary, path)
+    with replaced_atomically(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=2))
 
 
 @dataclass

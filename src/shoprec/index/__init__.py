@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from shoprec.files import replaced_atomically
+
 __all__ = [
     "EF_SEARCH",
     "EXACT_BELOW",
@@ -98,9 +100,8 @@ class FaissIndex:
     def save(self, path: Path) -> None:
         import faiss
 
-        temporary = path.with_name(f".{path.name}.tmp")
-        faiss.write_index(self.index, str(temporary))
-        temporary.replace(path)
+        with replaced_atomically(path) as temporary:
+            faiss.write_index(self.index, str(temporary))
 
 
 def load_index(path: Path, ef_search: int = EF_SEARCH) -> FaissIndex:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shoprec.data.dataset import Dataset, IdMap
 from shoprec.exceptions import DataError, NotFittedError, ShoprecError
+from shoprec.files import replaced_atomically
 
 __all__ = [
     "COLD_START_REASON",
@@ -500,12 +501,8 @@ class Recommender(ABC, Generic[C]):
     def save(self, path: Path | str) -> None:
         """Write the fitted model to one file (a pickle of shoprec's own objects)."""
         self._check_fitted()
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(target.name + ".tmp")
-        with temporary.open("wb") as handle:
+        with replaced_atomically(Path(path)) as temporary, temporary.open("wb") as handle:
             pickle.dump(self, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        temporary.replace(target)
 
     @classmethod
     def load(cls, path: Path | str) -> Recommender[Any]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from shoprec.files import replaced_atomically
 
 __all__ = ["compile_ranker"]
 
@@ -45,10 +46,8 @@ def compile_ranker(booster: Any, cache: Path | None = None) -> Predict | None:
                 built = Path(folder) / "ranker.o"
                 model.compile(cache=str(built))
                 if cache is not None:  # a read-only run folder: compiled again next time
-                    with contextlib.suppress(OSError):
-                        temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+                    with contextlib.suppress(OSError), replaced_atomically(cache) as temporary:
                         temporary.write_bytes(built.read_bytes())
-                        temporary.replace(cache)
     except Exception as exc:  # an LLVM that cannot compile here: LightGBM still can
         log.warning("the ranker could not be compiled (%s); LightGBM's predict serves", exc)
         return None

@@ -45,6 +45,7 @@ import redis
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 
 from shoprec.exceptions import ConfigError, DataError, ShoprecError
+from shoprec.files import replaced_atomically
 from shoprec.stream.protocols import Delivery, EventBus
 
 try:  # POSIX: one process owns a memory bus folder at a time
@@ -273,13 +274,14 @@ class _BusLog:
         self.lines = 0
 
     def _replace(self, path: Path, lines: list[str]) -> None:
-        temporary = path.with_suffix(".tmp")
-        with temporary.open("w", encoding="utf-8") as handle:
+        with (
+            replaced_atomically(path) as temporary,
+            temporary.open("w", encoding="utf-8") as handle,
+        ):
             handle.write("".join(line + "\n" for line in lines))
             handle.flush()
             if self._fsync:
                 os.fsync(handle.fileno())
-        temporary.replace(path)
 
     def _write(self, handle: IO[str] | None, records: Sequence[Mapping[str, Any]]) -> None:
         if handle is None:
