@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("--workspace", type=Path, default=Path("/tmp/serving-shop"))
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--n", type=int, default=50)
-    parser.add_argument("--ef", type=int, nargs="+", default=[32, 64, 96, 128])
+    parser.add_argument("--ef", type=int, nargs="+", default=[64, 96, 128])
     args = parser.parse_args()
     threadpool_limits(1)
     faiss.omp_set_num_threads(1)

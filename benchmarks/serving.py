@@ -95,7 +95,8 @@ class Phase:
                 "collections": len(self.generator_gc_ms),
                 "max_ms": round(max(self.generator_gc_ms, default=0.0), 3),
             },
-            # time the virtual machine's CPUs waited for the host (steal, /proc/stat), per 50 ms
+            # time the virtual machine's CPUs waited for the host (steal, /proc/stat), per 50 ms,
+            # summed over the CPUs, in the kernel's 10 ms ticks
             "steal": {
                 "total_ms": round(sum(ms for _, ms in self.steal_ms), 1),
                 "worst_windows": [
@@ -103,9 +104,10 @@ class Phase:
                     for at, ms in sorted(self.steal_ms, key=lambda row: -row[1])[:5]
                 ],
             },
-            "generator_late": [
-                {"at_s": round(at, 2), "ms": round(ms, 1)} for at, ms in self.generator_late_ms
-            ][:10],
+            "generator_late": [  # the 10 latest of its wake-ups, by how late
+                {"at_s": round(at, 2), "ms": round(ms, 1)}
+                for at, ms in sorted(self.generator_late_ms, key=lambda row: -row[1])[:10]
+            ],
             "slow_requests": len(self.slow),
             "slowest": [
                 {"sent_s": round(at, 3), "ms": round(ms, 3), "server_ms": round(server, 3)}

@@ -725,3 +725,9 @@ def test_score_bad_requests(
     market: TestClient, request_body: dict[str, object], field: str
 ) -> None:
     assert field in _error(market.post("/score", json=request_body), 422)
+
+
+def test_json_answers_write_nan_and_infinity_as_null() -> None:
+    from shoprec.serving.app import to_json
+
+    assert to_json({"a": float("nan"), "b": [float("inf"), 1.5]}) == b'{"a":null,"b":[null,1.5]}'

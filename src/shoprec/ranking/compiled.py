@@ -10,6 +10,7 @@ worker but the first loads it in milliseconds.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import logging
 import tempfile
 from collections.abc import Callable
@@ -35,6 +36,9 @@ def compile_ranker(booster: Any, cache: Path | None = None) -> Predict | None:
         import lleaves
     except ImportError:  # pragma: no cover - a core dependency
         return None
+    if cache is not None:  # machine code of another lleaves version is not reused
+        version = importlib.metadata.version("lleaves")
+        cache = cache.with_name(f"{cache.stem}-{version}{cache.suffix}")
     try:
         with tempfile.TemporaryDirectory(prefix="shoprec-ranker-") as folder:
             text = Path(folder) / "ranker.txt"

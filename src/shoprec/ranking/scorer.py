@@ -9,6 +9,7 @@ business rules with NumPy. Its scores equal the batch path's (tested).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,8 +121,9 @@ class CandidateScorer:
             owners = pairs.get_column(USER_ID).to_list()
             items_of = pairs.get_column("__item").to_numpy().astype(np.int64)
             values = pairs.select([pl.col(n).cast(pl.Float64) for n in self.pair_names]).to_numpy()
-            bounds = [0, *(i for i in range(1, len(owners)) if owners[i] != owners[i - 1])]
-            for start, end in zip(bounds, [*bounds[1:], len(owners)], strict=True):
+            # each user's rows are one run of the sorted frame (none when no pair is left)
+            bounds = [i for i in range(len(owners)) if i == 0 or owners[i] != owners[i - 1]]
+            for start, end in itertools.pairwise([*bounds, len(owners)]):
                 self.pairs[owners[start]] = (items_of[start:end], values[start:end])
         self.shares: dict[str, dict[str, float]] = {}
         self.purchases: dict[str, dict[str, float]] = {}

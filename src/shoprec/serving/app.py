@@ -34,8 +34,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel
-from pydantic_core import to_json
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json as _to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -84,6 +84,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def to_json(value: Any) -> bytes:
+    """``value`` as JSON bytes; NaN and infinities become ``null`` (valid JSON, as the response
+    models write them)."""
+    return _to_json(value, inf_nan_mode="null")
+
+
 _LIST_PATH = re.compile(r"/users/([^/]+)/recommendations")
 _LIST_ROUTE = "/users/{user_id}/recommendations"
 
@@ -119,8 +125,8 @@ class Measured:
             return recommendations_response(
                 self.service, self.service.engine, match[1], ListQuery.model_validate(query)
             )
-        except Exception:  # the route answers it, with its own error handling
-            return None
+        except (HTTPException, NotReadyError, ShoprecError, ValidationError):
+            return None  # the route answers it, with its own error handling
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
