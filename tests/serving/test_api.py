@@ -28,6 +28,9 @@ from shoprec.serving.schemas import (
     ScoreResponse,
     ScoreResult,
 )
+from shoprec.stream.bus import MemoryBus
+from shoprec.stream.state import MemoryLiveState
+from shoprec.stream.worker import Worker
 from tests.serving.conftest import API_KEY
 
 KEY = {"X-API-Key": API_KEY}
@@ -438,6 +441,80 @@ def test_the_next_read_reflects_a_click_without_waiting_for_the_worker(
         assert after["live_events"] == before + 1
         service = alone.app.state.service  # type: ignore[attr-defined]
         assert service.bus.backlog() + service.bus.pending() >= 1
+
+
+def test_a_stored_vector_that_misses_a_click_is_not_used(
+    shop: Settings, buyer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deployment whose worker runs elsewhere: the worker stored the user's vectors folded in
+    # from their history then; a click accepted since must count in the collaborative and
+    # content generators too, before the worker folds it in.
+    workspace = tmp_path / "copy"
+    shutil.copytree(shop.workspace, workspace, ignore=shutil.ignore_patterns("stream"))
+    settings = shop.model_copy(
+        update={
+            "workspace": workspace,
+            "serving": shop.serving.model_copy(update={"worker": False}),
+        }
+    )
+    with TestClient(create_app(settings, web=False)) as alone:
+        service = alone.app.state.service  # type: ignore[attr-defined]
+        engine = service.engine
+        given: list[dict[str, np.ndarray]] = []
+        recommend = engine.recommend
+
+        def spy(*args: Any, **options: Any) -> Any:
+            given.append(dict(options.get("vectors") or {}))
+            return recommend(*args, **options)
+
+        monkeypatch.setattr(engine, "recommend", spy)
+        path = f"/users/{buyer}/recommendations"
+        first = {"user_id": buyer, "item_id": "P000002", "event_type": "view"}
+        assert alone.post("/events", json=first, headers=KEY).status_code == 202
+        then = service.state.recent(buyer)
+        stale = engine.live_vectors(buyer, then)
+        assert stale, "the model has generators with live vectors"
+        service.state.set_vectors(
+            [(buyer, name, vector) for name, vector in stale.items()], {buyer: then}
+        )
+        # while the history is the one they were folded in from, the stored vectors serve
+        assert alone.get(path).status_code == 200
+        assert given[-1].keys() == stale.keys()
+        for name, vector in stale.items():
+            np.testing.assert_array_equal(given[-1][name], vector)
+
+        second = {"user_id": buyer, "item_id": "P000007", "event_type": "purchase"}
+        assert alone.post("/events", json=second, headers=KEY).status_code == 202
+        now = service.state.recent(buyer)
+        fresh = engine.live_vectors(buyer, now)
+        assert any(not np.allclose(fresh[name], stale[name]) for name in stale)
+        answer = alone.get(path).json()
+        assert answer["live_events"] == len(now)
+        assert given[-1] == {}  # the engine folds the whole history in itself
+        expected = recommend(buyer, 10, history=now, vectors=fresh)
+        assert [i["item_id"] for i in answer["items"]] == [r.item_id for r in expected.items]
+        scores = [i["score"] for i in answer["items"]]
+        assert scores == pytest.approx([r.score for r in expected.items], rel=1e-5)
+
+
+def test_the_worker_stores_vectors_that_serving_then_uses(client: TestClient, buyer: str) -> None:
+    engine = client.app.state.service.engine  # type: ignore[attr-defined]
+    bus, state = MemoryBus(), MemoryLiveState()
+    worker = Worker(bus, state, None, engine=lambda: engine)  # refreshes vectors by default
+    events = [
+        {"event_id": f"w{n}", "user_id": buyer, "item_id": item, "event_type": "view"}
+        for n, item in enumerate(["P000003", "P000005"])
+    ]
+    bus.publish([{**e, "ts": datetime.now(UTC).isoformat()} for e in events])
+    worker.run(until_idle=True, max_seconds=30)
+    history, vectors = state.live_user(buyer, engine.vector_names())
+    assert history == [("P000003", "view"), ("P000005", "view")]
+    expected = engine.live_vectors(buyer, history)
+    assert expected
+    assert vectors.keys() == expected.keys()
+    for name, vector in expected.items():
+        np.testing.assert_allclose(vectors[name], vector, rtol=1e-6)
+    bus.close()
 
 
 def test_a_new_user_becomes_warm_after_events(client: TestClient, buyer: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from shoprec.exceptions import ConfigError
-from shoprec.stream.state import MemoryLiveState, RedisLiveState, open_state
+from shoprec.stream.state import MemoryLiveState, RedisLiveState, history_basis, open_state
 from tests.stream.conftest import delete_keys
 
 OpenState = Callable[..., MemoryLiveState | RedisLiveState]
@@ -457,3 +457,52 @@ def test_a_bad_state_url_never_shows_its_password() -> None:
         open_state("redis://:s3cret@127.0.0.1:6379/0?nope=1")
     assert "s3cret" not in str(raised.value)
     assert "nope" in str(raised.value)
+
+
+def test_live_user_reads_only_vectors_folded_in_from_the_current_history(
+    open_live: OpenState,
+) -> None:
+    state = open_live()
+    assert state.live_user("u1", ["als", "content"]) == ([], {})
+    state.apply_each([event("a", item="i1"), event("b", item="i2", kind="purchase")])
+    history = state.recent("u1")
+    als, content = np.arange(4, dtype=np.float64), np.ones((2, 3))
+    state.set_vectors([("u1", "als", als), ("u1", "content", content)], {"u1": history})
+
+    seen, vectors = state.live_user("u1", ["als", "content", "missing"])
+    assert seen == [("i1", "view"), ("i2", "purchase")]
+    assert sorted(vectors) == ["als", "content"]
+    assert vectors["als"].dtype == np.float32
+    np.testing.assert_array_equal(vectors["als"], als)
+    np.testing.assert_array_equal(vectors["content"], content)
+
+    # an event applied after the fold-in: the vectors miss it, so they are left out
+    state.apply(event("c", item="i3"))
+    seen, vectors = state.live_user("u1", ["als", "content"])
+    assert seen[-1] == ("i3", "view")
+    assert vectors == {}
+    # until the worker folds the new history in
+    state.set_vectors([("u1", "als", als + 1)], {"u1": state.recent("u1")})
+    _, vectors = state.live_user("u1", ["als", "content"])
+    assert list(vectors) == ["als"]
+    np.testing.assert_array_equal(vectors["als"], als + 1)
+
+
+def test_live_user_leaves_out_vectors_stored_without_their_history(
+    open_live: OpenState,
+) -> None:
+    state = open_live()
+    state.apply(event("a", item="i1"))
+    state.set_vectors([("u1", "als", np.ones(3))], {"u1": state.recent("u1")})
+    state.set_vector("u1", "als", np.zeros(3))  # no basis: cannot say what it folds in
+    assert state.live_user("u1", ["als"]) == ([("i1", "view")], {})
+    np.testing.assert_array_equal(state.vector("u1", "als"), np.zeros(3))  # still readable
+
+
+def test_history_basis_tells_histories_apart() -> None:
+    one = [("i1", "view"), ("i2", "purchase")]
+    assert history_basis(one) == history_basis(list(one))
+    assert history_basis(one) != history_basis(one[::-1])
+    assert history_basis(one) != history_basis([("i1", "view"), ("i2", "view")])
+    assert history_basis([("a", "b,c")]) != history_basis([("a,b", "c")])
+    assert history_basis([]) != history_basis([("", "")])

@@ -84,6 +84,34 @@ def test_a_lingering_worker_takes_a_burst_as_one_batch() -> None:
     bus.close()
 
 
+def test_sparse_events_reach_the_lake_in_one_write_per_flush_interval(tmp_path: Path) -> None:
+    bus = MemoryBus(folder=tmp_path / "bus")
+    state = MemoryLiveState()
+    lake = Lake(tmp_path / "ws")
+    worker = Worker(bus, state, lake, block_ms=10, flush_seconds=3.0)
+    events = make_events(5)
+    worker.start()
+    try:
+        for event in events:  # one at a time, with the bus idle in between
+            bus.publish([event])
+            time.sleep(0.06)
+        assert state.applied_count() == 5  # applied at once
+        assert lake.events().height == 0  # the lake write waits for its interval
+        assert bus.pending() == 5  # and the bus keeps them meanwhile
+        deadline = time.monotonic() + 10
+        while lake.events().height < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert lake.events().get_column("event_id").sort().to_list() == sorted(
+        e["event_id"] for e in events
+    )
+    writes = {path.name.rsplit("-", 1)[0] for path in lake.event_files()}  # part-<write>-<n>
+    assert len(writes) == 1  # one write, not one per event
+    assert bus.pending() == 0
+    bus.close()
+
+
 def test_a_restarted_memory_bus_loses_nothing_accepted(tmp_path: Path) -> None:
     first = MemoryBus(folder=tmp_path / "bus")
     first.publish(make_events(100))

@@ -266,8 +266,9 @@ def consume(
             opened_bus.close()
             opened_state.close()
         console.print(
-            f"applied {stats.applied:,} events ({stats.duplicates:,} already applied, "
-            f"{stats.dead_lettered:,} dead-lettered), {stats.lake_added:,} added to the lake"
+            f"applied {stats.applied:,} events here, {stats.duplicates:,} were in the live state "
+            "already (applied by the API when it accepted them, or delivered again), "
+            f"{stats.dead_lettered:,} dead-lettered; {stats.lake_added:,} added to the lake"
         )
 
     run(body)

@@ -295,13 +295,9 @@ class Service:
         k: int,
         **options: Any,
     ) -> RecommendationList:
-        history = self.state.recent(user_id)
-        vectors = {}
-        if history:
-            for name in engine.vector_names():
-                vector = self.state.vector(user_id, name)
-                if vector is not None:
-                    vectors[name] = vector
+        # the vectors the worker folded in from exactly this history (one read): one that
+        # misses an event accepted since is left out, and the engine folds the history in
+        history, vectors = self.state.live_user(user_id, engine.vector_names())
         answer = engine.recommend(user_id, k, history=history, vectors=vectors, **options)
         return dataclasses.replace(answer, live_events=len(history))
 

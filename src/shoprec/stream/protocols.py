@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -86,8 +86,14 @@ class LiveState(Protocol):
         """:meth:`recent` of many users at once."""
         ...
 
-    def set_vectors(self, vectors: Sequence[tuple[str, str, np.ndarray]]) -> None:
-        """:meth:`set_vector` for many ``(user_id, name, vector)`` at once."""
+    def set_vectors(
+        self,
+        vectors: Sequence[tuple[str, str, np.ndarray]],
+        histories: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    ) -> None:
+        """:meth:`set_vector` for many ``(user_id, name, vector)`` at once; ``histories`` the
+        recent items each user's vectors were folded in from (their basis: see
+        :meth:`live_user`)."""
         ...
 
     def set_vector(self, user_id: str, name: str, vector: np.ndarray) -> None:
@@ -95,6 +101,14 @@ class LiveState(Protocol):
         ...
 
     def vector(self, user_id: str, name: str) -> np.ndarray | None: ...
+
+    def live_user(
+        self, user_id: str, names: Sequence[str]
+    ) -> tuple[list[tuple[str, str]], dict[str, np.ndarray]]:
+        """What serving reads of a user, at once: their recent items (as :meth:`recent`) and
+        those of their vectors ``names`` that were folded in from exactly these items (stored
+        with them as ``histories``); a vector that misses a later event is left out."""
+        ...
 
     def set_item_vectors(self, space: str, vectors: Sequence[tuple[str, str, np.ndarray]]) -> None:
         """Store embeddings of items that arrived after the build, as ``(entity_type, item_id,

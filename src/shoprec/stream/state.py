@@ -13,6 +13,11 @@ Two implementations of :class:`~shoprec.stream.protocols.LiveState`, opened by U
 Both also offer ``apply_many(events)`` (how many were new) and ``apply_each(events)`` (whether
 each was new), which send a whole batch to Redis in one round trip.
 
+A user's stored vectors are folded in from their recent items, and each remembers which: its
+*basis*, a fingerprint of those items (:func:`history_basis`). :meth:`live_user` reads the recent
+items and only the vectors whose basis they still are, in one read, so a reader never ranks with
+a vector that misses an event applied since (it folds the history in itself instead).
+
 ``recent`` bounds each user's recent items (default 50) and ``applied`` the remembered event
 ids (default 1,000,000, the oldest forgotten first): an event is applied exactly once as long
 as its id is among the last ``applied`` ids applied, which re-deliveries of a bus are.
@@ -20,6 +25,7 @@ as its id is among the last ``applied`` ids applied, which re-deliveries of a bu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections import Counter, deque
@@ -42,6 +48,7 @@ __all__ = [
     "DEFAULT_RECENT_LIMIT",
     "MemoryLiveState",
     "RedisLiveState",
+    "history_basis",
     "open_state",
 ]
 
@@ -93,6 +100,25 @@ def _parse_event(event: Mapping[str, Any]) -> _Event:
     )
 
 
+def history_basis(history: Sequence[tuple[str, str]]) -> str:
+    """A fingerprint of a user's recent ``(item_id, event_type)`` events, oldest first: the
+    basis of the vectors folded in from them (equal histories, equal bases)."""
+    text = json.dumps(history, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def _vector_rows(
+    vectors: Sequence[tuple[str, str, np.ndarray]],
+    histories: Mapping[str, Sequence[tuple[str, str]]] | None,
+) -> list[tuple[str, str, np.ndarray, str | None]]:
+    """``(user_id, name, float32 copy, basis)`` of vectors to store; the basis from the history
+    each user's vectors were folded in from, None where ``histories`` has no such user."""
+    bases = {user: history_basis(history) for user, history in (histories or {}).items()}
+    return [
+        (user, name, _float32_vector(vector), bases.get(user)) for user, name, vector in vectors
+    ]
+
+
 def _float32_vector(vector: np.ndarray) -> np.ndarray:
     """A C-contiguous float32 copy (the caller may change its array afterwards)."""
     return np.array(vector, dtype=np.float32, order="C", copy=True)
@@ -125,7 +151,7 @@ class MemoryLiveState:
         self._recent: dict[str, deque[tuple[str, str]]] = {}
         self._user_counts: dict[str, Counter[str]] = {}
         self._item_counts: dict[str, Counter[str]] = {}
-        self._vectors: dict[tuple[str, str], np.ndarray] = {}
+        self._vectors: dict[tuple[str, str], tuple[np.ndarray, str | None]] = {}
         self._item_vectors: dict[tuple[str, str, str], np.ndarray] = {}
 
     def apply(self, event: dict[str, Any]) -> bool:
@@ -171,20 +197,34 @@ class MemoryLiveState:
             return {user: list(self._recent.get(user, ())) for user in user_ids}
 
     def set_vector(self, user_id: str, name: str, vector: np.ndarray) -> None:
-        stored = _float32_vector(vector)
-        with self._lock:
-            self._vectors[user_id, name] = stored
+        self.set_vectors([(user_id, name, vector)])
 
-    def set_vectors(self, vectors: Sequence[tuple[str, str, np.ndarray]]) -> None:
-        stored = [(user, name, _float32_vector(vector)) for user, name, vector in vectors]
+    def set_vectors(
+        self,
+        vectors: Sequence[tuple[str, str, np.ndarray]],
+        histories: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    ) -> None:
+        stored = _vector_rows(vectors, histories)
         with self._lock:
-            for user, name, vector in stored:
-                self._vectors[user, name] = vector
+            for user, name, vector, basis in stored:
+                self._vectors[user, name] = (vector, basis)
 
     def vector(self, user_id: str, name: str) -> np.ndarray | None:
         with self._lock:
             stored = self._vectors.get((user_id, name))
-        return None if stored is None else stored.copy()
+        return None if stored is None else stored[0].copy()
+
+    def live_user(
+        self, user_id: str, names: Sequence[str]
+    ) -> tuple[list[tuple[str, str]], dict[str, np.ndarray]]:
+        with self._lock:
+            history = list(self._recent.get(user_id, ()))
+            stored = [(name, self._vectors.get((user_id, name))) for name in names]
+        found = [(name, row) for name, row in stored if row is not None]
+        if not history or not found:
+            return history, {}
+        basis = history_basis(history)
+        return history, {name: vector.copy() for name, (vector, of) in found if of == basis}
 
     def set_item_vectors(self, space: str, vectors: Sequence[tuple[str, str, np.ndarray]]) -> None:
         stored = [(kind, item, _float32_vector(vector)) for kind, item, vector in vectors]
@@ -266,7 +306,7 @@ class RedisLiveState:
     ``applied_total`` (distinct events ever applied), ``recent:<user>`` (list of JSON
     ``[item_id, event_type]``, oldest first, trimmed to ``recent_limit``), ``user:<user>`` and
     ``item:<item>`` (hashes event type → count), ``vector:<user>`` (hash: ``v:<name>`` the
-    raw float32 bytes, ``s:<name>`` the shape as ``"3,4"``).
+    raw float32 bytes, ``s:<name>`` the shape as ``"3,4"``, ``b:<name>`` its basis).
 
     All keys of one state are touched by one script, so under Redis Cluster give the prefix a
     hash tag (``prefix={shoprec}:``) to keep them in one slot.
@@ -375,24 +415,50 @@ class RedisLiveState:
     def set_vector(self, user_id: str, name: str, vector: np.ndarray) -> None:
         self.set_vectors([(user_id, name, vector)])
 
-    def set_vectors(self, vectors: Sequence[tuple[str, str, np.ndarray]]) -> None:
+    def set_vectors(
+        self,
+        vectors: Sequence[tuple[str, str, np.ndarray]],
+        histories: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    ) -> None:
         """:meth:`set_vector` for many ``(user_id, name, vector)`` in one round trip."""
         with self.client.pipeline(transaction=False) as pipe:
-            for user_id, name, vector in vectors:
-                stored = _float32_vector(vector)
+            for user_id, name, stored, basis in _vector_rows(vectors, histories):
                 shape = ",".join(str(size) for size in stored.shape)
-                pipe.hset(
-                    self._key("vector", user_id),
-                    mapping={f"v:{name}": stored.tobytes(), f"s:{name}": shape},
-                )
+                key = self._key("vector", user_id)
+                fields: dict[str, bytes | str] = {f"v:{name}": stored.tobytes(), f"s:{name}": shape}
+                if basis is None:
+                    pipe.hdel(key, f"b:{name}")
+                else:  # in the same write as the vector: a reader sees both or neither
+                    fields[f"b:{name}"] = basis
+                pipe.hset(key, mapping=fields)
             pipe.execute()
 
     def vector(self, user_id: str, name: str) -> np.ndarray | None:
         data, shape = self.client.hmget(self._key("vector", user_id), [f"v:{name}", f"s:{name}"])
-        if data is None:
-            return None
-        dims = (-1,) if shape is None else tuple(int(n) for n in shape.decode().split(",") if n)
-        return np.frombuffer(data, dtype=np.float32).reshape(dims).copy()
+        return _decode_vector(data, shape)
+
+    def live_user(
+        self, user_id: str, names: Sequence[str]
+    ) -> tuple[list[tuple[str, str]], dict[str, np.ndarray]]:
+        """The recent items and the vectors of ``names`` based on them, in one round trip."""
+        fields = [f"{part}:{name}" for name in names for part in ("v", "s", "b")]
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.lrange(self._key("recent", user_id), 0, -1)
+            if fields:
+                pipe.hmget(self._key("vector", user_id), fields)
+            answers = pipe.execute()
+        history = [_decode_recent(entry) for entry in answers[0]]
+        stored = answers[1] if fields else []
+        if not history or not any(stored[2::3]):
+            return history, {}
+        basis = history_basis(history).encode()
+        vectors = {}
+        for position, name in enumerate(names):
+            data, shape, based_on = stored[3 * position : 3 * position + 3]
+            vector = _decode_vector(data, shape) if based_on == basis else None
+            if vector is not None:
+                vectors[name] = vector
+        return history, vectors
 
     def set_item_vectors(self, space: str, vectors: Sequence[tuple[str, str, np.ndarray]]) -> None:
         """One hash per vector space, a field per ``entity_type`` and ``item_id``."""
@@ -446,6 +512,14 @@ class RedisLiveState:
 def _item_field(entity_type: str, item_id: str) -> str:
     # Entity types are letters, digits and underscores: the first colon ends one.
     return f"{entity_type}:{item_id}"
+
+
+def _decode_vector(data: bytes | None, shape: bytes | None) -> np.ndarray | None:
+    """A stored vector from its raw float32 bytes and ``"3,4"`` shape (None if not stored)."""
+    if data is None:
+        return None
+    dims = (-1,) if shape is None else tuple(int(n) for n in shape.decode().split(",") if n)
+    return np.frombuffer(data, dtype=np.float32).reshape(dims).copy()
 
 
 def _decode_recent(entry: bytes) -> tuple[str, str]:

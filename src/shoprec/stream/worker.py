@@ -184,16 +184,16 @@ class Worker:
         self._unflushed.extend(events)
         self._unacked.extend(d.message_id for d, _ in good)
         self._unacked.extend(d.message_id for d, _ in items)
-        if (
-            self._unflushed
-            and (
-                len(self._unflushed) >= self.flush_events
-                or time.monotonic() - self._last_flush >= self.flush_seconds
-            )
-        ) or (not self._unflushed and self._unacked):
+        if (self._unflushed and (len(self._unflushed) >= self.flush_events or self._due())) or (
+            not self._unflushed and self._unacked
+        ):
             self.flush()
         self.stats.batches += 1
         return len(deliveries)
+
+    def _due(self) -> bool:
+        """Whether the lake's next write is due (``flush_seconds`` since the last)."""
+        return time.monotonic() - self._last_flush >= self.flush_seconds
 
     def _store_items(self, items: list[ItemIn]) -> None:
         """Upsert items into the lake now (the catalogue of the next build) and embed them in
@@ -251,7 +251,8 @@ class Worker:
                 (user, name, vector)
                 for user, vectors in engine.live_vectors_many(histories).items()
                 for name, vector in vectors.items()
-            ]
+            ],
+            histories,  # their basis: a request whose history has moved on folds in itself
         )
 
     # -- running ---------------------------------------------------------------------------------
@@ -269,7 +270,10 @@ class Worker:
                 log.error("worker step failed: %s", exc)
                 self._stop.wait(1.0)
                 continue
-            if taken == 0:
+            # An idle bus is no reason to write the lake sooner than ``flush_seconds``: sparse
+            # traffic would leave a lake file per event. What needs no lake write is
+            # acknowledged; a consumer about to stop on an idle bus writes what it has.
+            if taken == 0 and (until_idle or self._due() or not self._unflushed):
                 if self._unflushed or self._unacked:
                     self.flush()
                 elif until_idle and self.bus.pending() == 0 and self.bus.backlog() == 0:
