@@ -54,3 +54,26 @@ def test_counts_both_directions_and_lonely_items() -> None:
     assert by_item["a"] == [("b", 2.0), ("c", 1.0), ("d", 1.0)]
     assert by_item["b"] == [("a", 2.0), ("c", 1.0)]
     assert "e" not in by_item  # never bought with anything: an empty list
+
+
+def test_an_item_nothing_was_bought_with_is_not_explained_as_bought_together() -> None:
+    baskets = [
+        ("o1", "u1", ["a", "b", "c"]),
+        ("o2", "u1", ["a", "b"]),
+        ("o3", "u3", ["a", "d"]),
+        ("o4", "u2", ["e"]),
+    ]
+    rows = [
+        (user, item, "purchase", datetime(2024, 1, 1, tzinfo=UTC), basket)
+        for basket, user, items in baskets
+        for item in items
+    ]
+    events = pl.DataFrame(
+        rows, schema=["user_id", "item_id", "event_type", "ts", "basket_id"], orient="row"
+    )
+    model = model_from_config("copurchase").fit(Dataset.from_events(conform(events, EVENTS_SCHEMA)))
+    # u3 bought a and d: b and c were bought with a; e never with anything (padding, score 0)
+    recs = model.recommend(["u3"], k=3)
+    reasons = dict(zip(recs["item_id"], recs["reason"], strict=True))
+    assert reasons["b"] == reasons["c"] == "bought together with a"
+    assert reasons["e"] == "popular with shoppers"

@@ -241,6 +241,10 @@ class Recommender(ABC, Generic[C]):
 
     # -- explanations ----------------------------------------------------------------------------
     reason: ClassVar[str] = "recommended for you"
+    # The reason of an item that no item of the user's history supports (see _anchored), where
+    # the generic reason would claim a support there is not (the popularity a model falls back
+    # on, or its padding); None: the generic reason.
+    unsupported_reason: ClassVar[str | None] = None
 
     def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
         """A short reason for each recommended item (rows × k); the model's generic one."""
@@ -274,7 +278,8 @@ class Recommender(ABC, Generic[C]):
         template: str,
     ) -> list[list[str]]:
         """Reasons naming the item of the user's history that most supports each pick:
-        ``template`` gets ``{title}``; without such an item the generic reason is used.
+        ``template`` gets ``{title}``; without such an item the model's ``unsupported_reason``
+        (or, if it has none, the generic reason) is used.
 
         ``affinity(history, picks)`` gives a (len(history) × len(picks)) array of how much each
         history item supports each pick, for one user at a time.
@@ -283,7 +288,7 @@ class Recommender(ABC, Generic[C]):
         for row in range(items.shape[0]):
             history = rows.indices[rows.indptr[row] : rows.indptr[row + 1]]
             picks = items[row]
-            line = [self.reason] * picks.size
+            line = [self.unsupported_reason or self.reason] * picks.size
             valid = np.flatnonzero(picks >= 0)
             if history.size and valid.size:
                 strength = np.asarray(affinity(history, picks[valid]), dtype=np.float64)

@@ -91,6 +91,7 @@ class CoPurchaseModel(Recommender[CoPurchaseConfig]):
         return row_product(self.pairs_, columns, np.ones(columns.size, np.float32))
 
     reason = "often bought together with what you bought"
+    unsupported_reason = "popular with shoppers"  # nothing in the history leads here
 
     def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
         return self._anchored(

@@ -62,6 +62,7 @@ class ItemKNNModel(Recommender[ItemKNNConfig]):
         return row_product(self.similarity_, columns, weights)
 
     reason = "similar to items you interacted with"
+    unsupported_reason = "popular with shoppers"  # nothing in the history leads here
 
     def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
         return self._anchored(
