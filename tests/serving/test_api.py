@@ -497,7 +497,9 @@ def test_a_stored_vector_that_misses_a_click_is_not_used(
         assert scores == pytest.approx([r.score for r in expected.items], rel=1e-5)
 
 
-def test_the_worker_stores_vectors_that_serving_then_uses(client: TestClient, buyer: str) -> None:
+def test_the_worker_stores_vectors_based_on_the_history_it_folded_in(
+    client: TestClient, buyer: str
+) -> None:
     engine = client.app.state.service.engine  # type: ignore[attr-defined]
     bus, state = MemoryBus(), MemoryLiveState()
     worker = Worker(bus, state, None, engine=lambda: engine)  # refreshes vectors by default

@@ -14,6 +14,7 @@ from typing import Any
 
 from shoprec.data.lake import Lake
 from shoprec.stream.bus import MemoryBus, open_bus
+from shoprec.stream.protocols import LiveState
 from shoprec.stream.state import MemoryLiveState, open_state
 from shoprec.stream.worker import Worker
 
@@ -88,27 +89,49 @@ def test_sparse_events_reach_the_lake_in_one_write_per_flush_interval(tmp_path: 
     bus = MemoryBus(folder=tmp_path / "bus")
     state = MemoryLiveState()
     lake = Lake(tmp_path / "ws")
-    worker = Worker(bus, state, lake, block_ms=10, flush_seconds=3.0)
-    events = make_events(5)
-    worker.start()
-    try:
-        for event in events:  # one at a time, with the bus idle in between
-            bus.publish([event])
-            time.sleep(0.06)
-        assert state.applied_count() == 5  # applied at once
-        assert lake.events().height == 0  # the lake write waits for its interval
-        assert bus.pending() == 5  # and the bus keeps them meanwhile
-        deadline = time.monotonic() + 10
-        while lake.events().height < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        worker.stop()
+    now = [100.0]
+    worker = Worker(bus, state, lake, block_ms=0, flush_seconds=5.0, clock=lambda: now[0])
+
+    def writes() -> int:  # lake files are named part-<write>-<n>
+        return len({path.name.rsplit("-", 1)[0] for path in lake.event_files()})
+
+    events = make_events(8)
+    for event in events[:4]:  # one a second, the bus idle in between
+        bus.publish([event])
+        assert worker.step() == 1
+        assert worker.step() == 0
+        now[0] += 1.0
+    assert state.applied_count() == 4  # applied at once
+    assert writes() == 0  # the lake write waits for its interval
+    assert bus.pending() == 4  # and the bus keeps them meanwhile
+    now[0] = 104.9  # 4.9 s after the first
+    worker.step()
+    assert writes() == 0
+    now[0] = 105.0
+    worker.step()
+    assert writes() == 1
+    assert bus.pending() == 0
+    # after a long quiet spell, a burst is still one write, due 5 s after its first event
+    now[0] = 500.0
+    for event in events[4:]:
+        bus.publish([event])
+        worker.step()
+        now[0] += 1.0
+    assert writes() == 1
+    now[0] = 505.0
+    worker.step()
+    assert writes() == 2
     assert lake.events().get_column("event_id").sort().to_list() == sorted(
         e["event_id"] for e in events
     )
-    writes = {path.name.rsplit("-", 1)[0] for path in lake.event_files()}  # part-<write>-<n>
-    assert len(writes) == 1  # one write, not one per event
     assert bus.pending() == 0
+    bus.close()
+
+
+def test_lake_writes_wait_less_than_the_bus_takes_to_deliver_again() -> None:
+    bus = MemoryBus(idle_ms=4000)
+    assert Worker(bus, MemoryLiveState(), None, flush_seconds=10.0).flush_seconds == 2.0
+    assert Worker(bus, MemoryLiveState(), None, flush_seconds=1.0).flush_seconds == 1.0
     bus.close()
 
 
@@ -141,13 +164,27 @@ def _consumer(
     )
 
 
+def _state_url(redis_url: str) -> str:
+    """A live state URL beside the test's bus stream (its keys go with the stream's)."""
+    base, _, query = redis_url.partition("?")
+    stream = dict(part.split("=", 1) for part in query.split("&"))["stream"]
+    return f"{base}?prefix={stream.removesuffix(':events')}:state:"
+
+
+def _wait_applied(consumer: subprocess.Popen[bytes], state: LiveState, count: int) -> None:
+    """Until the consumer process has applied ``count`` events (fails if it exits first)."""
+    deadline = time.monotonic() + 120
+    while state.applied_count() < count:
+        assert consumer.poll() is None, consumer.stderr.read() if consumer.stderr else ""
+        assert time.monotonic() < deadline, "the consumer applied too little in 120 s"
+        time.sleep(0.05)
+
+
 def test_a_killed_consumer_loses_and_repeats_nothing(redis_url: str, tmp_path: Path) -> None:
     """100 000 events on Redis; the consumer process is SIGKILLed part-way; a new one finishes:
     every event applied exactly once, no duplicate in the lake, nothing pending."""
-    base, _, query = redis_url.partition("?")
-    stream = dict(part.split("=", 1) for part in query.split("&"))["stream"]
     bus_url = f"{redis_url}&idle_ms=1000"
-    state_url = f"{base}?prefix={stream.removesuffix(':events')}:state:"
+    state_url = _state_url(redis_url)
     bus = open_bus(bus_url)
     state = open_state(state_url)
     events = make_events(100_000)
@@ -155,11 +192,7 @@ def test_a_killed_consumer_loses_and_repeats_nothing(redis_url: str, tmp_path: P
         bus.publish(events[start : start + 5000])
     workspace = tmp_path / "ws"
     first = _consumer(bus_url, state_url, workspace, "first")
-    deadline = time.monotonic() + 120
-    while state.applied_count() < 30_000:
-        assert first.poll() is None, first.stderr.read() if first.stderr else ""
-        assert time.monotonic() < deadline, "the consumer applied too little in 120 s"
-        time.sleep(0.05)
+    _wait_applied(first, state, 30_000)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     if first.stderr is not None:
@@ -180,4 +213,25 @@ def test_a_killed_consumer_loses_and_repeats_nothing(redis_url: str, tmp_path: P
     assert bus.pending() == 0
     assert bus.backlog() == 0
     assert bus.dead_letters() == []
+    bus.close()
+
+
+def test_a_consumer_stopped_by_sigterm_writes_and_acknowledges_what_it_applied(
+    redis_url: str, tmp_path: Path
+) -> None:
+    state_url = _state_url(redis_url)
+    bus = open_bus(redis_url)  # re-delivery after 30 s; the lake written every 10 s
+    state = open_state(state_url)
+    events = make_events(50)
+    bus.publish(events)
+    workspace = tmp_path / "ws"
+    consumer = _consumer(redis_url, state_url, workspace, "stopped")
+    _wait_applied(consumer, state, 50)
+    assert bus.pending() == 50  # applied, waiting for the lake write
+    consumer.send_signal(signal.SIGTERM)
+    _, stderr = consumer.communicate(timeout=60)
+    assert consumer.returncode == 0, stderr.decode()
+    assert bus.pending() == 0
+    lake = Lake(workspace).events()
+    assert sorted(lake.get_column("event_id").to_list()) == sorted(e["event_id"] for e in events)
     bus.close()

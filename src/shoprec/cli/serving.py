@@ -214,7 +214,11 @@ def consume(
         str | None, typer.Option(help="This worker's name in the consumer group.")
     ] = None,
     until_idle: Annotated[
-        bool, typer.Option(help="Stop when nothing is pending or waiting (batch catch-up).")
+        bool,
+        typer.Option(
+            help="Stop when nothing is pending or waiting in the group (batch catch-up); "
+            "events other live workers hold until their next lake write count as pending."
+        ),
     ] = False,
     workspace: WorkspaceOption = None,
     config: ConfigOption = None,
@@ -224,6 +228,7 @@ def consume(
     settings = settings_for(config, workspace)
 
     def body() -> None:
+        import signal
         import socket
 
         from shoprec.data.lake import Lake
@@ -256,12 +261,16 @@ def consume(
             + (" until idle" if until_idle else " (Ctrl-C stops)"),
             soft_wrap=True,
         )
+        # a container's stop (SIGTERM) ends the loop as Ctrl-C does: what was applied is
+        # written to the lake and acknowledged, not left for re-delivery
+        previous = signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         try:
             stats = worker.run(until_idle=until_idle)
         except KeyboardInterrupt:
             worker.flush()
             stats = worker.stats
         finally:
+            signal.signal(signal.SIGTERM, previous)
             registry.stop()
             opened_bus.close()
             opened_state.close()

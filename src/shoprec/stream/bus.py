@@ -365,7 +365,8 @@ class MemoryBus:
         fsync: bool = False,
         compact_after: int = 10_000,
     ) -> None:
-        self._idle_s = _positive("idle_ms", idle_ms) / 1000
+        self.idle_ms = _positive("idle_ms", idle_ms)
+        self._idle_s = self.idle_ms / 1000
         self._max_backlog = _positive("max_backlog", max_backlog)
         self._compact_after = _positive("compact_after", compact_after)
         self._cond = threading.Condition(threading.RLock())
@@ -602,7 +603,7 @@ class RedisBus:
         self.group = group
         self.dead_stream = f"{stream}:dead"
         self._maxlen = _positive("maxlen", maxlen)
-        self._idle_ms = _positive("idle_ms", idle_ms)
+        self.idle_ms = _positive("idle_ms", idle_ms)
         self._where = f"{where} stream {stream!r}"
         timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         # a blocking read must come back before the socket gives up on it
@@ -667,7 +668,7 @@ class RedisBus:
                 self.stream,
                 self.group,
                 consumer,
-                min_idle_time=self._idle_ms,
+                min_idle_time=self.idle_ms,
                 start_id="0-0",
                 count=count,
             )

@@ -31,6 +31,8 @@ class EventBus(Protocol):
     again (to any consumer) after ``idle_ms`` without an acknowledgement.
     """
 
+    idle_ms: int  # how long a delivery may go unacknowledged before it is delivered again
+
     def publish(self, events: Sequence[dict[str, Any]]) -> list[str]:
         """Append events; their message ids."""
         ...
@@ -97,7 +99,8 @@ class LiveState(Protocol):
         ...
 
     def set_vector(self, user_id: str, name: str, vector: np.ndarray) -> None:
-        """Store a user's vector (``content`` preference, ``collaborative`` factors)."""
+        """Store a user's vector (``content`` preference, ``collaborative`` factors) without a
+        basis: :meth:`vector` reads it, :meth:`live_user` never serves it."""
         ...
 
     def vector(self, user_id: str, name: str) -> np.ndarray | None: ...

@@ -15,8 +15,9 @@ each was new), which send a whole batch to Redis in one round trip.
 
 A user's stored vectors are folded in from their recent items, and each remembers which: its
 *basis*, a fingerprint of those items (:func:`history_basis`). :meth:`live_user` reads the recent
-items and only the vectors whose basis they still are, in one read, so a reader never ranks with
-a vector that misses an event applied since (it folds the history in itself instead).
+items and only the vectors whose basis they still are (one round trip on Redis), so a reader never
+ranks with a vector that misses an event applied since: it folds the history in itself instead,
+until a worker folds that user's history in again.
 
 ``recent`` bounds each user's recent items (default 50) and ``applied`` the remembered event
 ids (default 1,000,000, the oldest forgotten first): an event is applied exactly once as long
@@ -110,12 +111,13 @@ def history_basis(history: Sequence[tuple[str, str]]) -> str:
 def _vector_rows(
     vectors: Sequence[tuple[str, str, np.ndarray]],
     histories: Mapping[str, Sequence[tuple[str, str]]] | None,
-) -> list[tuple[str, str, np.ndarray, str | None]]:
+) -> list[tuple[str, str, np.ndarray, str]]:
     """``(user_id, name, float32 copy, basis)`` of vectors to store; the basis from the history
-    each user's vectors were folded in from, None where ``histories`` has no such user."""
+    each user's vectors were folded in from, empty where ``histories`` has no such user (a
+    basis no history has: never served by ``live_user``)."""
     bases = {user: history_basis(history) for user, history in (histories or {}).items()}
     return [
-        (user, name, _float32_vector(vector), bases.get(user)) for user, name, vector in vectors
+        (user, name, _float32_vector(vector), bases.get(user, "")) for user, name, vector in vectors
     ]
 
 
@@ -151,7 +153,7 @@ class MemoryLiveState:
         self._recent: dict[str, deque[tuple[str, str]]] = {}
         self._user_counts: dict[str, Counter[str]] = {}
         self._item_counts: dict[str, Counter[str]] = {}
-        self._vectors: dict[tuple[str, str], tuple[np.ndarray, str | None]] = {}
+        self._vectors: dict[tuple[str, str], tuple[np.ndarray, str]] = {}
         self._item_vectors: dict[tuple[str, str, str], np.ndarray] = {}
 
     def apply(self, event: dict[str, Any]) -> bool:
@@ -424,13 +426,10 @@ class RedisLiveState:
         with self.client.pipeline(transaction=False) as pipe:
             for user_id, name, stored, basis in _vector_rows(vectors, histories):
                 shape = ",".join(str(size) for size in stored.shape)
-                key = self._key("vector", user_id)
-                fields: dict[str, bytes | str] = {f"v:{name}": stored.tobytes(), f"s:{name}": shape}
-                if basis is None:
-                    pipe.hdel(key, f"b:{name}")
-                else:  # in the same write as the vector: a reader sees both or neither
-                    fields[f"b:{name}"] = basis
-                pipe.hset(key, mapping=fields)
+                # the basis in the same write as the vector (a reader sees both or neither);
+                # an empty one for a vector stored without its history, never served
+                fields = {f"v:{name}": stored.tobytes(), f"s:{name}": shape, f"b:{name}": basis}
+                pipe.hset(self._key("vector", user_id), mapping=fields)
             pipe.execute()
 
     def vector(self, user_id: str, name: str) -> np.ndarray | None:

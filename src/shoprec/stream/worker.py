@@ -108,6 +108,12 @@ class Worker:
     the same history and would otherwise wait for the GIL while the worker repeats the work.
     ``linger_ms`` makes it wait that long after the first message of a batch for more (the
     server's worker thread does, so its work does not compete with the next request).
+
+    Applied events wait for the lake in memory, unacknowledged, until ``flush_events`` of them
+    or ``flush_seconds`` after the first of them, however idle the bus is meanwhile (sparse
+    traffic would otherwise write a lake file per event). The wait is kept under half the bus's
+    ``idle_ms``, after which the bus would deliver the waiting events again; ``clock`` is the
+    time in seconds those intervals are measured on.
     """
 
     def __init__(
@@ -125,6 +131,7 @@ class Worker:
         event_types: Collection[str] | None = None,
         refresh_vectors: bool = True,
         linger_ms: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bus = bus
         self.state = state
@@ -134,14 +141,24 @@ class Worker:
         self.batch = batch
         self.block_ms = block_ms
         self.flush_events = flush_events
-        self.flush_seconds = flush_seconds
+        redelivery = bus.idle_ms / 2000
+        if flush_seconds > redelivery:
+            log.warning(
+                "lake writes every %.1f s would leave events unacknowledged past the bus's "
+                "re-delivery time (%d ms): writing every %.1f s instead",
+                flush_seconds,
+                bus.idle_ms,
+                redelivery,
+            )
+        self.flush_seconds = min(flush_seconds, redelivery)
         self.event_types = event_types
         self.refresh_vectors = refresh_vectors
         self.linger_ms = linger_ms
         self.stats = WorkerStats()
         self._unflushed: list[dict[str, Any]] = []
         self._unacked: list[str] = []
-        self._last_flush = time.monotonic()
+        self._clock = clock
+        self._waiting_since = 0.0  # when the oldest event waiting for the lake was applied
         self._known = EventIdCache()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -181,19 +198,21 @@ class Worker:
         if self.refresh_vectors:  # also for events the API applied already (see Service.accept)
             self._refresh_vectors({e["user_id"] for e in events if e.get("item_id")})
         self._store_items([item for _, item in items])
+        if events and not self._unflushed:
+            self._waiting_since = self._clock()
         self._unflushed.extend(events)
         self._unacked.extend(d.message_id for d, _ in good)
         self._unacked.extend(d.message_id for d, _ in items)
-        if (self._unflushed and (len(self._unflushed) >= self.flush_events or self._due())) or (
-            not self._unflushed and self._unacked
-        ):
+        # with nothing waiting for the lake, what was taken is acknowledged at once
+        if len(self._unflushed) >= self.flush_events or self._due() or not self._unflushed:
             self.flush()
         self.stats.batches += 1
         return len(deliveries)
 
     def _due(self) -> bool:
-        """Whether the lake's next write is due (``flush_seconds`` since the last)."""
-        return time.monotonic() - self._last_flush >= self.flush_seconds
+        """Whether the lake's next write is due: ``flush_seconds`` after the oldest event
+        waiting for it."""
+        return bool(self._unflushed) and (self._clock() - self._waiting_since >= self.flush_seconds)
 
     def _store_items(self, items: list[ItemIn]) -> None:
         """Upsert items into the lake now (the catalogue of the next build) and embed them in
@@ -238,7 +257,6 @@ class Worker:
             self.bus.ack(self._unacked)
             self.stats.acknowledged += len(self._unacked)
         self._unflushed, self._unacked = [], []
-        self._last_flush = time.monotonic()
 
     def _refresh_vectors(self, users: Iterable[str]) -> None:
         """Fold each user's full recent history into fresh vectors of the served model."""
@@ -270,13 +288,13 @@ class Worker:
                 log.error("worker step failed: %s", exc)
                 self._stop.wait(1.0)
                 continue
-            # An idle bus is no reason to write the lake sooner than ``flush_seconds``: sparse
-            # traffic would leave a lake file per event. What needs no lake write is
-            # acknowledged; a consumer about to stop on an idle bus writes what it has.
-            if taken == 0 and (until_idle or self._due() or not self._unflushed):
+            # step() writes the lake when it is due, idle bus or not; a consumer that stops
+            # on an idle bus writes what it has first, and stops once nothing is pending in the
+            # group (including events other consumers hold for their next lake write)
+            if taken == 0 and until_idle:
                 if self._unflushed or self._unacked:
                     self.flush()
-                elif until_idle and self.bus.pending() == 0 and self.bus.backlog() == 0:
+                elif self.bus.pending() == 0 and self.bus.backlog() == 0:
                     break
         try:
             self.flush()
