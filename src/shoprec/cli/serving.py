@@ -231,11 +231,9 @@ def consume(
         import signal
         import socket
 
-        from shoprec.data.lake import Lake
         from shoprec.serving.asgi import configure_logging
         from shoprec.serving.registry import Registry
         from shoprec.stream.bus import open_bus
-        from shoprec.stream.events import known_event_types
         from shoprec.stream.state import open_state
         from shoprec.stream.worker import Worker
 
@@ -247,14 +245,12 @@ def consume(
             settings.workspace, poll_seconds=serving.reload_seconds, settings=settings
         )
         registry.start()
-        worker = Worker(
+        worker = Worker.for_shop(
+            settings,
             opened_bus,
             opened_state,
-            Lake(settings.workspace),
-            engine=lambda: registry.engine if registry.ready else None,
+            lambda: registry.engine if registry.ready else None,
             consumer=consumer or f"worker-{socket.gethostname()}-{os.getpid()}",
-            event_types=known_event_types(settings.event_weights.weights),
-            flush_seconds=serving.lake_flush_seconds,
         )
         console.print(
             f"consuming {bus or serving.bus} into {state or serving.state} as {worker.consumer}"

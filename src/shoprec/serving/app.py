@@ -40,7 +40,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoprec.config import Settings
-from shoprec.data.lake import Lake
 from shoprec.exceptions import ShoprecError
 from shoprec.pipeline.build import list_runs, publish
 from shoprec.serving.catalogue import SearchQuery
@@ -320,19 +319,13 @@ class Service:
         self._state = open_state(serving.state, recent=serving.recent_events)
         self.registry.start()
         if serving.worker:
-            self.worker = Worker(
+            self.worker = Worker.for_shop(
+                self.settings,
                 self._bus,
                 self._state,
-                Lake(self.workspace),
-                engine=lambda: self.registry.engine if self.registry.ready else None,
+                lambda: self.registry.engine if self.registry.ready else None,
                 consumer=f"api-{socket.gethostname()}-{os.getpid()}",
-                event_types=self.event_types,
-                # a state in this process serves only this process, whose requests fold the
-                # live history in themselves (see Worker)
-                refresh_vectors=not serving.state.startswith("memory:"),
-                linger_ms=50,
-                block_ms=20,
-                flush_seconds=serving.lake_flush_seconds,
+                in_server=True,
             )
             self.worker.start()
 

@@ -7,12 +7,13 @@ For each batch taken from the bus, in order:
 2. every event is applied to the live state (atomic and deduplicated by ``event_id``, so an event
    delivered twice after a crash counts once);
 3. for each user touched, their full recent history is folded into fresh vectors (the
-   collaborative factors and the content preference of the served model's generators), and
-   their session's co-purchase candidates are refreshed;
+   collaborative factors and the content preference of the served model's generators), stored
+   with the history they fold in (their basis); the session's co-purchase candidates need no
+   refresh: a request scores them from the user's recent items;
    Catalogue items sent between builds (``POST /items``) are stored in the lake and embedded
    in the served run's vector space, their vectors kept in the live state for scoring;
-4. the events are appended to the lake (idempotent by ``event_id``), in flushes of up to
-   ``flush_events`` events or every ``flush_seconds``;
+4. the events are appended to the lake (idempotent by ``event_id``), in writes of up to
+   ``flush_events`` events or ``flush_seconds`` after the oldest waiting one;
 5. only then are the messages acknowledged. A worker killed anywhere before step 5 leaves them
    pending; the bus delivers them again and steps 2 and 4 skip what was already done.
 """
@@ -38,6 +39,7 @@ from shoprec.stream.events import ITEM_MESSAGE, EventIn, ItemIn
 from shoprec.stream.protocols import Delivery, EventBus, LiveState
 
 if TYPE_CHECKING:
+    from shoprec.config import Settings
     from shoprec.serving.engine import Engine
 
 __all__ = ["Worker", "WorkerStats", "check_event"]
@@ -162,6 +164,37 @@ class Worker:
         self._known = EventIdCache()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_shop(
+        cls,
+        settings: Settings,
+        bus: EventBus,
+        state: LiveState,
+        engine: Callable[[], Engine | None],
+        *,
+        consumer: str,
+        in_server: bool = False,
+    ) -> Worker:
+        """The worker of a shop's settings: its lake, its event types and its lake interval.
+        ``in_server``: the thread inside ``shoprec serve``, which lingers 50 ms on a batch's
+        first message and, over a ``memory://`` state (its own process's), leaves the vectors
+        to the requests."""
+        from shoprec.stream.events import known_event_types
+
+        serving = settings.serving
+        return cls(
+            bus,
+            state,
+            Lake(settings.workspace),
+            engine=engine,
+            consumer=consumer,
+            event_types=known_event_types(settings.event_weights.weights),
+            flush_seconds=serving.lake_flush_seconds,
+            refresh_vectors=not (in_server and serving.state.startswith("memory:")),
+            linger_ms=50 if in_server else 0,
+            block_ms=20 if in_server else 50,
+        )
 
     # -- one step --------------------------------------------------------------------------------
     def step(self) -> int:
