@@ -242,3 +242,17 @@ def test_history_reaches_every_copy_of_a_repeated_user(fitted: Recommender[Any])
     first = recs.filter(pl.col("user_id") == "new")
     lists = [group["item_id"].to_list() for _, group in first.group_by("rank", maintain_order=True)]
     assert all(len(set(items)) == 1 for items in lists)  # both copies get the same list
+
+
+def test_trained_query_vectors_are_the_query_vectors_of_the_training_rows(
+    fitted: Recommender[Any],
+) -> None:
+    as_trained = getattr(fitted, "trained_query_vectors", None)
+    if as_trained is None:
+        assert not hasattr(fitted, "user_factors_")  # every factor model has them
+        return
+    rows = fitted.user_items_
+    expected = fitted.query_vectors(rows, np.arange(rows.shape[0]))  # type: ignore[attr-defined]
+    got = as_trained()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)

@@ -75,6 +75,11 @@ class _FactorModel(Recommender[Any]):
             factors[fold] = self._fold_in(self._prepare(sp.csr_matrix(chosen)))
         return factors
 
+    def trained_query_vectors(self) -> np.ndarray:
+        """Every training user's query vector as trained: their learned factors themselves
+        (:meth:`query_vectors` of their training rows, without a copy)."""
+        return self.user_factors_
+
     def _fold_in(self, rows: sp.csr_matrix) -> np.ndarray:
         raise NotImplementedError
 

@@ -283,13 +283,20 @@ class Engine:
             trained = generator.user_items_
             if trained.shape[0] > _TRAINED_QUERY_USERS:  # memory: fold in per request instead
                 continue
+            as_trained = getattr(generator, "trained_query_vectors", None)
             try:
-                vectors = generator.query_vectors(  # type: ignore[attr-defined]
-                    trained, np.arange(trained.shape[0])
+                vectors = (
+                    as_trained()
+                    if as_trained is not None
+                    else generator.query_vectors(  # type: ignore[attr-defined]
+                        trained, np.arange(trained.shape[0])
+                    )
                 )
             except NotImplementedError:
                 continue
-            queries[name] = np.asarray(vectors, np.float32)
+            # float32 factors are not copied: a read-only view, so no request can change them
+            queries[name] = np.asarray(vectors, np.float32).view()
+            queries[name].flags.writeable = False
         return queries
 
     def _models_of_kind(self, kinds: Sequence[str]) -> Recommender[Any] | None:
