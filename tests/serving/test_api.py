@@ -15,10 +15,12 @@ import numpy as np
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from shoprec.config import Settings, load_settings
 from shoprec.data.ingest import ingest
 from shoprec.data.lake import Lake
+from shoprec.exceptions import ShoprecError
 from shoprec.pipeline.build import build, current_run
 from shoprec.serving.app import Measured, create_app, decode_logged_scores
 from shoprec.serving.schemas import (
@@ -128,6 +130,67 @@ def test_health_ready_metrics_docs(client: TestClient, shop: Settings) -> None:
     ):
         assert route in paths, route
     _error(client.get("/no/such/route"), 404)
+
+
+def _copy_of(shop: Settings, folder: Path, *, worker: bool = True) -> Settings:
+    """A copy of the shop in ``folder``, with its own bus log (the module's client holds the
+    shop's); ``worker=False`` serves it without a worker thread."""
+    workspace = folder / "copy"
+    shutil.copytree(shop.workspace, workspace, ignore=shutil.ignore_patterns("stream"))
+    serving = shop.serving.model_copy(update={"worker": worker})
+    return shop.model_copy(update={"workspace": workspace, "serving": serving})
+
+
+def _samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``/metrics`` as ``{(sample name, labels): value}``."""
+    text = client.get("/metrics").text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_tell_an_operator_the_model_the_worker_and_the_bus(
+    shop: Settings, buyer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _copy_of(shop, tmp_path)
+    with TestClient(create_app(settings, web=False)) as alone:
+        service = alone.app.state.service  # type: ignore[attr-defined]
+        before = _samples(alone)
+        run_id = current_run(settings.workspace)[0]
+        model = service.engine.model_name
+        assert before["shoprec_model_info", (("model", model), ("run_id", run_id))] == 1
+        assert before["shoprec_model_loads_total", ()] == 1
+        assert before["shoprec_model_reload_failing", ()] == 0
+        assert before["shoprec_bus_up", ()] == 1
+        assert before["shoprec_worker_events_total", (("outcome", "applied"),)] == 0
+
+        events = [
+            {"user_id": buyer, "item_id": f"P00000{n}", "event_type": "view"} for n in (1, 2, 3)
+        ]
+        assert alone.post("/events", json=events, headers=KEY).status_code == 202
+        service.bus.publish_raw(["{not json"])
+        worker = service.worker
+        assert wait_for(lambda: worker.stats.duplicates == 3 and worker.stats.dead_lettered == 1)
+        after = _samples(alone)
+        # the API applied the three when it accepted them: the worker found them applied
+        assert after["shoprec_worker_events_total", (("outcome", "duplicate"),)] == 3
+        assert after["shoprec_worker_events_total", (("outcome", "dead_lettered"),)] == 1
+        waiting = after["shoprec_worker_waiting_events", ()]
+        lake_added = after["shoprec_worker_events_total", (("outcome", "lake_added"),)]
+        assert waiting + lake_added == 3
+        assert after["shoprec_bus_pending", ()] == waiting  # held until the lake write
+        assert after["shoprec_bus_backlog", ()] == 0
+        assert after["shoprec_worker_errors_total", ()] == 0
+
+        def broken() -> int:
+            raise ShoprecError("redis is down")
+
+        monkeypatch.setattr(service.bus, "pending", broken)
+        down = _samples(alone)  # the scrape still answers
+        assert down["shoprec_bus_up", ()] == 0
+        assert ("shoprec_bus_pending", ()) not in down
 
 
 def test_not_ready_without_a_published_run(tmp_path: Path) -> None:
@@ -423,17 +486,8 @@ def test_the_next_read_reflects_a_click_without_waiting_for_the_worker(
     shop: Settings, buyer: str, tmp_path: Path
 ) -> None:
     # No worker at all: the API applies what it accepts to the live state itself, and the
-    # event still waits on the bus for a worker (vectors, lake, acknowledgement). A copy of
-    # the shop: its own bus log (the module's client holds the shop's).
-    workspace = tmp_path / "copy"
-    shutil.copytree(shop.workspace, workspace, ignore=shutil.ignore_patterns("stream"))
-    settings = shop.model_copy(
-        update={
-            "workspace": workspace,
-            "serving": shop.serving.model_copy(update={"worker": False}),
-        }
-    )
-    with TestClient(create_app(settings, web=False)) as alone:
+    # event still waits on the bus for a worker (vectors, lake, acknowledgement).
+    with TestClient(create_app(_copy_of(shop, tmp_path, worker=False), web=False)) as alone:
         before = alone.get(f"/users/{buyer}/recommendations").json()["live_events"]
         event = {"user_id": buyer, "item_id": "P000002", "event_type": "view"}
         assert alone.post("/events", json=event, headers=KEY).status_code == 202
@@ -449,15 +503,7 @@ def test_a_stored_vector_that_misses_a_click_is_not_used(
     # A deployment whose worker runs elsewhere: the worker stored the user's vectors folded in
     # from their history then; a click accepted since must count in the collaborative and
     # content generators too, before the worker folds it in.
-    workspace = tmp_path / "copy"
-    shutil.copytree(shop.workspace, workspace, ignore=shutil.ignore_patterns("stream"))
-    settings = shop.model_copy(
-        update={
-            "workspace": workspace,
-            "serving": shop.serving.model_copy(update={"worker": False}),
-        }
-    )
-    with TestClient(create_app(settings, web=False)) as alone:
+    with TestClient(create_app(_copy_of(shop, tmp_path, worker=False), web=False)) as alone:
         service = alone.app.state.service  # type: ignore[attr-defined]
         engine = service.engine
         given: list[dict[str, np.ndarray]] = []

@@ -50,6 +50,7 @@ from shoprec.serving.engine import (
     RecommendationList,
     SimilarMethod,
 )
+from shoprec.serving.monitoring import LiveCollector
 from shoprec.serving.registry import NotReadyError, Registry
 from shoprec.serving.schemas import (
     MAX_BATCH_EVENTS,
@@ -244,6 +245,7 @@ class Service:
         self.events_accepted = Counter(
             "shoprec_events_accepted", "Events accepted by POST /events", registry=self.metrics
         )
+        self.metrics.register(LiveCollector(self))
 
     @property
     def engine(self) -> Engine:

@@ -58,7 +58,8 @@ class WorkerStats:
     lake_added: int = 0
     acknowledged: int = 0
     batches: int = 0
-    errors: list[str] = field(default_factory=list)
+    failed_steps: int = 0
+    errors: list[str] = field(default_factory=list)  # the latest failures' messages
 
 
 def check_item(delivery: Delivery) -> tuple[ItemIn | None, str | None]:
@@ -242,6 +243,10 @@ class Worker:
         self.stats.batches += 1
         return len(deliveries)
 
+    def waiting(self) -> int:
+        """Events applied and waiting for the lake write (unacknowledged until then)."""
+        return len(self._unflushed)
+
     def _due(self) -> bool:
         """Whether the lake's next write is due: ``flush_seconds`` after the oldest event
         waiting for it."""
@@ -316,6 +321,7 @@ class Worker:
             try:
                 taken = self.step()
             except Exception as exc:  # a broken backend: say so, wait, try again
+                self.stats.failed_steps += 1
                 self.stats.errors.append(f"{type(exc).__name__}: {exc}")
                 del self.stats.errors[:-100]  # the latest only, while a backend stays down
                 log.error("worker step failed: %s", exc)
