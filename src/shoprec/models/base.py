@@ -32,6 +32,7 @@ from shoprec.files import replaced_atomically
 
 __all__ = [
     "COLD_START_REASON",
+    "ItemToItemModel",
     "ModelConfig",
     "Recommender",
     "row_product",
@@ -519,3 +520,51 @@ class Recommender(ABC, Generic[C]):
         if cls is not Recommender and not isinstance(model, cls):
             raise ShoprecError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+
+class ItemToItemModel(Recommender[C]):
+    """A model that scores a user by summing the rows of an item × item matrix over the items
+    they touched (co-purchase counts, item-kNN similarities): the batch, sparse and one-row
+    (serving) scores, the reasons naming the history item behind a pick, and similar items."""
+
+    # the reason of a pick, naming the item of the user's history that most supports it
+    anchored_reason: ClassVar[str] = "because of {title}"
+    unsupported_reason = "popular with shoppers"  # nothing in the history leads here
+
+    @abstractmethod
+    def _item_item(self) -> sp.csr_matrix:
+        """The fitted items × items matrix, row = an item of the history."""
+
+    def _binary(self) -> bool:
+        """Whether a user's interactions count 1 each instead of their weights."""
+        return True
+
+    def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        return np.asarray(self._score_sparse(rows, users).todense(), dtype=np.float32)
+
+    def _score_sparse(self, rows: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:
+        """The scores as a sparse matrix: items no history item leads to score zero."""
+        if self._binary():
+            rows = rows.copy()
+            rows.data = np.ones_like(rows.data)
+        return sp.csr_matrix(rows @ self._item_item())
+
+    def _score_row(
+        self, columns: np.ndarray, values: np.ndarray, user: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_score_sparse` of one user's row given by its entries, as ``(items,
+        scores)`` (the serving path)."""
+        weights = np.ones(columns.size, np.float32) if self._binary() else values
+        return row_product(self._item_item(), columns, weights)
+
+    def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
+        matrix = self._item_item()
+        return self._anchored(
+            rows,
+            items,
+            lambda history, picks: self._dense_block(matrix, history, picks),
+            self.anchored_reason,
+        )
+
+    def _similar(self, items: np.ndarray) -> np.ndarray:
+        return np.asarray(self._item_item()[items].todense(), dtype=np.float32)

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from shoprec.data.dataset import Dataset
-from shoprec.models.base import ModelConfig, Recommender, row_product
+from shoprec.models.base import ItemToItemModel, ModelConfig
 
 __all__ = ["CoPurchaseConfig", "CoPurchaseModel", "keep_top_per_row"]
 
@@ -51,7 +51,7 @@ def keep_top_per_row(
     )
 
 
-class CoPurchaseModel(Recommender[CoPurchaseConfig]):
+class CoPurchaseModel(ItemToItemModel[CoPurchaseConfig]):
     """Pairs of items bought in the same basket, counted once per basket in both directions.
 
     ``similar_items`` is the classic "bought together" list: the partners of an item by count,
@@ -74,32 +74,8 @@ class CoPurchaseModel(Recommender[CoPurchaseConfig]):
         self.pairs_ = keep_top_per_row(counts, self.config.top_n, self.tie_rank_)
         self.pairs_.sort_indices()
 
-    def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
-        return np.asarray(self._score_sparse(rows, users).todense(), dtype=np.float32)
-
-    def _score_sparse(self, rows: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:
-        """The scores as a sparse matrix: items never bought with the user's score zero."""
-        binary = rows.copy()
-        binary.data = np.ones_like(binary.data)
-        return sp.csr_matrix(binary @ self.pairs_)
-
-    def _score_row(
-        self, columns: np.ndarray, values: np.ndarray, user: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_score_sparse` of one user's row given by its entries, as ``(items,
-        scores)`` (the serving path)."""
-        return row_product(self.pairs_, columns, np.ones(columns.size, np.float32))
-
     reason = "often bought together with what you bought"
-    unsupported_reason = "popular with shoppers"  # nothing in the history leads here
+    anchored_reason = "bought together with {title}"
 
-    def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
-        return self._anchored(
-            rows,
-            items,
-            lambda history, picks: self._dense_block(self.pairs_, history, picks),
-            "bought together with {title}",
-        )
-
-    def _similar(self, items: np.ndarray) -> np.ndarray:
-        return np.asarray(self.pairs_[items].todense(), dtype=np.float32)
+    def _item_item(self) -> sp.csr_matrix:
+        return self.pairs_

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from shoprec.data.dataset import Dataset
-from shoprec.models.base import ModelConfig, Recommender, row_product
+from shoprec.models.base import ItemToItemModel, ModelConfig
 from shoprec.models.copurchase import keep_top_per_row
 
 __all__ = ["ItemKNNConfig", "ItemKNNModel"]
@@ -22,7 +22,7 @@ class ItemKNNConfig(ModelConfig):
     binary: bool = Field(default=True, description="use 1/0 interactions instead of weights")
 
 
-class ItemKNNModel(Recommender[ItemKNNConfig]):
+class ItemKNNModel(ItemToItemModel[ItemKNNConfig]):
     """Items similar to what the user touched, by cosine over users (the classic item-kNN)."""
 
     config_class = ItemKNNConfig
@@ -43,34 +43,11 @@ class ItemKNNModel(Recommender[ItemKNNConfig]):
             sp.csr_matrix(coo), self.config.neighbours, self.tie_rank_
         )
 
-    def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
-        return np.asarray(self._score_sparse(rows, users).todense(), dtype=np.float32)
-
-    def _score_sparse(self, rows: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:
-        """The scores as a sparse matrix: items with no neighbour in the history score zero."""
-        if self.config.binary:
-            rows = rows.copy()
-            rows.data = np.ones_like(rows.data)
-        return sp.csr_matrix(rows @ self.similarity_)
-
-    def _score_row(
-        self, columns: np.ndarray, values: np.ndarray, user: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_score_sparse` of one user's row given by its entries, as ``(items,
-        scores)`` (the serving path)."""
-        weights = np.ones(columns.size, np.float32) if self.config.binary else values
-        return row_product(self.similarity_, columns, weights)
-
     reason = "similar to items you interacted with"
-    unsupported_reason = "popular with shoppers"  # nothing in the history leads here
+    anchored_reason = "similar to {title}"
 
-    def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
-        return self._anchored(
-            rows,
-            items,
-            lambda history, picks: self._dense_block(self.similarity_, history, picks),
-            "similar to {title}",
-        )
+    def _item_item(self) -> sp.csr_matrix:
+        return self.similarity_
 
-    def _similar(self, items: np.ndarray) -> np.ndarray:
-        return np.asarray(self.similarity_[items].todense(), dtype=np.float32)
+    def _binary(self) -> bool:
+        return self.config.binary
