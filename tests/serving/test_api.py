@@ -329,6 +329,22 @@ def test_unknown_user_gets_cold_start_from_context(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
+    "path",
+    [
+        "/users/a%00b/recommendations",
+        "/users/a%0Ab/recommendations?k=3&k=4",  # the shortcut's way and the route's
+        "/items/a%01/similar",
+        "/items/x%7F",
+        "/users/a%1Bb",
+    ],
+)
+def test_ids_with_control_characters_are_refused(client: TestClient, path: str) -> None:
+    message = _error(client.get(path), 422)
+    assert message.startswith("path.")
+    assert "must not contain control characters" in message
+
+
+@pytest.mark.parametrize(
     ("query", "field"),
     [
         ({"k": 0}, "k"),
@@ -588,6 +604,8 @@ def test_a_new_user_becomes_warm_after_events(client: TestClient, buyer: str) ->
         ({"user_id": "u", "item_id": "P1", "event_type": "teleport"}, "unknown event type"),
         ({"user_id": "u", "event_type": "view"}, "item_id"),
         ({"user_id": "", "item_id": "P1", "event_type": "view"}, "user_id"),
+        ({"user_id": "u\x00v", "item_id": "P1", "event_type": "view"}, "user_id"),
+        ({"user_id": "u", "item_id": "P\n1", "event_type": "view"}, "item_id"),
         ({"user_id": "u", "item_id": "P1", "event_type": "view", "price": -3}, "price"),
         ({"user_id": "u", "item_id": "P1", "event_type": "view", "colour": "red"}, "colour"),
         ({"user_id": "u", "item_id": "P1", "event_type": "view", "ts": "yesterday"}, "ts"),

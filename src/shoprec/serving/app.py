@@ -34,7 +34,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 from pydantic_core import to_json as _to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -68,7 +68,7 @@ from shoprec.serving.schemas import (
     ScoreResponse,
 )
 from shoprec.stream.bus import open_bus
-from shoprec.stream.events import known_event_types
+from shoprec.stream.events import known_event_types, printable_id
 from shoprec.stream.protocols import EventBus, LiveState
 from shoprec.stream.state import open_state
 from shoprec.stream.worker import Worker
@@ -202,7 +202,7 @@ async def require_key(request: Request, x_api_key: Annotated[str | None, Header(
 
 Served = Annotated[Engine, Depends(_engine)]
 K = Annotated[int, Query(ge=1, le=MAX_K, description="how many items")]
-IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
+IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(printable_id)]
 
 
 def _describe(errors: list[Any]) -> str:
@@ -709,6 +709,10 @@ def _check_id(field: str, value: str) -> None:
         raise HTTPException(
             422, f"path.{field}: must be 1 to {MAX_ID_LENGTH} characters, not {len(value)}"
         )
+    try:
+        printable_id(value)
+    except ValueError as exc:
+        raise HTTPException(422, f"path.{field}: {exc}") from None
 
 
 def _card(engine: Engine, item_id: str) -> dict[str, Any]:

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from shoprec.data.schema import EVENT_TYPE_PATTERN, NON_ITEM_EVENT_TYPES
 
@@ -24,9 +32,24 @@ __all__ = [
     "Id",
     "ItemIn",
     "known_event_types",
+    "printable_id",
 ]
 
 MAX_ID_LENGTH = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable_id(value: str) -> str:
+    """``value`` if it has no control characters (a NUL or a line break in an id breaks the
+    files and logs it ends up in), else ValueError saying so."""
+    found = _CONTROL.search(value)
+    if found is not None:
+        raise ValueError(
+            f"must not contain control characters; found {found.group()!r} at {found.start()}"
+        )
+    return value
+
+
 # The ``kind`` of a bus message that carries a catalogue item instead of an event.
 ITEM_MESSAGE = "item"
 FUTURE_TOLERANCE = timedelta(days=1)
@@ -44,7 +67,9 @@ def known_event_types(weights: Iterable[str]) -> frozenset[str]:
 
 
 Id = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, strip_whitespace=True)
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, strip_whitespace=True),
+    AfterValidator(printable_id),
 ]
 ContextValue = Annotated[str, StringConstraints(max_length=200)] | int | float | bool
 
