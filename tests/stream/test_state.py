@@ -307,7 +307,7 @@ def test_open_memory_with_options() -> None:
         ("memory://?applied=-1", {}, "positive integer"),
         ("memory://?recent=1&recent=2", {}, "given twice"),
         ("memory://?prefix=x", {}, "unknown option"),
-        ("memory://?colour=red", {}, "unknown option"),
+        ("memory://?colour=red", {}, "unknown option.*colour.*recent, applied"),
         ("memory://", {"colour": "red"}, "unknown option"),
         ("memory://", {"recent_limit": "3"}, "positive integer"),
         ("memory://", {"recent": 3, "recent_limit": 3}, "given twice"),
@@ -319,16 +319,23 @@ def test_open_memory_with_options() -> None:
         ("redis://localhost:6379/0?prefix=", {}, "prefix"),
         ("redis://localhost:6379/zero", {}, "database"),
         ("redis://localhost:port/0", {}, "port"),
+        ("redis://localhost:99999/0", {}, "port"),
         ("redis:///0", {}, "no host"),
+        ("redis://[::1", {}, "IPv6"),
+        ("redis://localhost:6379/0?recent=0", {}, "recent must be a positive integer"),
+        ("redis://localhost:6379/0?socket_timeout=1&socket_timeout=2", {}, "given twice"),
+        ("redis://localhost:6379/0?socket_timeout=soon", {}, "socket_timeout"),
+        ("redis://localhost:6379/0?db=3", {}, "unknown option.*db"),
+        ("redis://localhost:6379/0?protocol=3", {}, "unknown option.*protocol"),
+        ("redis://localhost:6379/0", {"socket_timeout": 5}, "unknown option.*socket_timeout"),
     ],
 )
 def test_open_state_rejects_bad_urls(url: str, options: dict[str, Any], problem: str) -> None:
     with pytest.raises(ConfigError, match=problem) as caught:
         open_state(url, **options)
     message = str(caught.value)
-    assert repr(url) in message
-    assert "memory://" in message
-    assert "redis://" in message
+    assert message.startswith(f"live state URL {url!r}: ")
+    assert "supported: memory:// (options recent, applied) and redis://" in message
 
 
 def test_open_redis_parses_options_without_connecting() -> None:
@@ -338,6 +345,26 @@ def test_open_redis_parses_options_without_connecting() -> None:
     kwargs = state.client.connection_pool.connection_kwargs
     assert (kwargs["port"], kwargs["db"], kwargs["socket_timeout"]) == (1, 3, 2.0)
     assert open_state("redis://127.0.0.1:1/3").prefix == "shoprec:"
+    state.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "prefix"),
+    [
+        ("redis://127.0.0.1:1/3", {"prefix": "k:"}, "k:"),
+        ("redis://127.0.0.1:1/3?prefix=u:", {"prefix": "k:"}, "u:"),  # the URL wins
+        ("redis://127.0.0.1:1/3?prefix=%20u:%20", {}, "u:"),
+        ("rediss://127.0.0.1:1/3?prefix=s:", {}, "s:"),
+    ],
+)
+def test_open_redis_takes_the_prefix_from_the_url_or_the_options(
+    url: str, options: dict[str, Any], prefix: str
+) -> None:
+    state = open_state(url, **options)
+    assert isinstance(state, RedisLiveState)
+    assert state.prefix == prefix
+    secure = issubclass(state.client.connection_pool.connection_class, redis.SSLConnection)
+    assert secure == url.startswith("rediss://")
     state.close()
 
 
@@ -452,11 +479,15 @@ def test_batch_reads_and_writes_match_the_single_ones(open_live: OpenState) -> N
         np.testing.assert_array_equal(stored, vector)
 
 
-def test_a_bad_state_url_never_shows_its_password() -> None:
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [("redis://:s3cret@127.0.0.1:6379/0?nope=1", "nope"), ("memory://me:s3cret@here", "no host")],
+)
+def test_a_bad_state_url_never_shows_its_password(url: str, problem: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        open_state("redis://:s3cret@127.0.0.1:6379/0?nope=1")
+        open_state(url)
     assert "s3cret" not in str(raised.value)
-    assert "nope" in str(raised.value)
+    assert problem in str(raised.value)
 
 
 def test_live_user_reads_only_vectors_folded_in_from_the_current_history(

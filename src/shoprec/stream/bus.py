@@ -39,14 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import redis
-from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 
 from shoprec.exceptions import ConfigError, DataError, ShoprecError
 from shoprec.files import replaced_atomically
 from shoprec.stream.protocols import Delivery, EventBus
+from shoprec.stream.urls import UrlSyntax, redact_url
 
 try:  # POSIX: one process owns a memory bus folder at a time
     import fcntl
@@ -77,12 +76,6 @@ DEFAULT_GROUP = "shoprec-workers"
 DEFAULT_IDLE_MS = 30_000
 DEFAULT_MAXLEN = 1_000_000
 DEFAULT_MAX_BACKLOG = 100_000
-
-_SUPPORTED = (
-    "supported: memory:// (embedded; options idle_ms, max_backlog) and "
-    "redis://host:port/db or rediss://… (options stream, group, maxlen, idle_ms and redis-py's "
-    "connection options)"
-)
 
 
 class BusError(ShoprecError):
@@ -787,88 +780,22 @@ class RedisBusOptions:
     idle_ms: int = DEFAULT_IDLE_MS
 
 
-_BUS_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "stream": str,
-    "group": str,
-    "maxlen": int,
-    "idle_ms": int,
-}
-_MEMORY_OPTIONS: dict[str, Callable[[str], Any]] = {"idle_ms": int, "max_backlog": int}
-_CONNECTION_OPTIONS = set(URL_QUERY_ARGUMENT_PARSERS) - {"db", "protocol"}
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, fit for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def _query(url: str, query: str) -> dict[str, str]:
-    options: dict[str, str] = {}
-    for name, values in parse_qs(query, keep_blank_values=True).items():
-        if len(values) != 1:
-            raise ConfigError(f"event bus URL {redact_url(url)!r}: option {name!r} is given twice")
-        options[name] = values[0]
-    return options
-
-
-def _convert(
-    url: str, options: Mapping[str, str], known: Mapping[str, Callable[[str], Any]]
-) -> dict[str, Any]:
-    """The bus options of the query, converted; an int option must be positive, a name non-empty."""
-    converted: dict[str, Any] = {}
-    for name, parse in known.items():
-        if name not in options:
-            continue
-        text = options[name].strip()
-        try:
-            value = parse(text)
-        except ValueError:
-            value = None
-        if value is None or (parse is int and value <= 0) or (parse is str and not value):
-            kind = "a positive integer" if parse is int else "a non-empty name"
-            raise ConfigError(
-                f"event bus URL {redact_url(url)!r}: {name} must be {kind}, got {options[name]!r}"
-            )
-        converted[name] = value
-    return converted
-
-
-def _unknown(url: str, names: set[str], supported: Sequence[str]) -> None:
-    if names:
-        raise ConfigError(
-            f"event bus URL {redact_url(url)!r}: unknown option(s) {', '.join(sorted(names))}; "
-            f"supported options: {', '.join(supported)}"
-        )
+_URLS = UrlSyntax(
+    "event bus",
+    memory={"idle_ms": int, "max_backlog": int},
+    redis={"stream": str, "group": str, "maxlen": int, "idle_ms": int},
+)
 
 
 def parse_redis_url(url: str) -> RedisBusOptions:
     """Split a ``redis://`` bus URL into the connection URL and the bus options."""
-    parts = urlsplit(url)
-    options = _query(url, parts.query)
-    _unknown(
-        url,
-        set(options) - set(_BUS_OPTIONS) - _CONNECTION_OPTIONS,
-        [*_BUS_OPTIONS, "and redis-py's connection options"],
-    )
-    bus = _convert(url, options, _BUS_OPTIONS)
-    connection = {k: v for k, v in options.items() if k not in _BUS_OPTIONS}
-    try:
-        parts.port  # noqa: B018 - raises on a port that is not a number
-        db = parts.path.strip("/")
-        if db and not db.isdigit():
-            raise ValueError(f"database must be a number, got {db!r}")
-    except ValueError as exc:
-        raise ConfigError(f"event bus URL {redact_url(url)!r}: {exc}") from exc
-    return RedisBusOptions(urlunsplit(parts._replace(query=urlencode(connection))), **bus)
+    parsed = _URLS.parse(url)
+    if parsed.backend != "redis":
+        raise _URLS.error(url, "not a redis:// URL")
+    return RedisBusOptions(parsed.connection_url, **parsed.options)
 
 
-def _open_redis(url: str) -> RedisBus:
-    options = parse_redis_url(url)
+def _open_redis(url: str, options: RedisBusOptions) -> RedisBus:
     try:
         client = redis.Redis.from_url(
             options.connection_url,
@@ -877,7 +804,7 @@ def _open_redis(url: str) -> RedisBus:
             socket_timeout=10.0,
         )
     except ValueError as exc:
-        raise ConfigError(f"event bus URL {redact_url(url)!r}: {exc}") from exc
+        raise _URLS.error(url, str(exc)) from exc
     try:
         return RedisBus(
             client,
@@ -885,23 +812,11 @@ def _open_redis(url: str) -> RedisBus:
             group=options.group,
             maxlen=options.maxlen,
             idle_ms=options.idle_ms,
-            where=redact_url(urlunsplit(urlsplit(url)._replace(query=""))),
+            where=redact_url(url.partition("?")[0]),
         )
     except BaseException:
         client.close()
         raise
-
-
-def _open_memory(url: str, folder: Path | None) -> MemoryBus:
-    parts = urlsplit(url)
-    if parts.netloc or parts.path.strip("/"):
-        raise ConfigError(
-            f"event bus URL {url!r}: memory:// takes no host or path (its log folder comes "
-            "from the workspace); options go in the query, e.g. memory://?max_backlog=50000"
-        )
-    options = _query(url, parts.query)
-    _unknown(url, set(options) - set(_MEMORY_OPTIONS), list(_MEMORY_OPTIONS))
-    return MemoryBus(folder, **_convert(url, options, _MEMORY_OPTIONS))
 
 
 def open_bus(url: str, *, folder: Path | None = None) -> EventBus:
@@ -912,9 +827,7 @@ def open_bus(url: str, *, folder: Path | None = None) -> EventBus:
     creates the stream and consumer group if missing (:class:`BusUnavailableError` if Redis
     cannot be reached). An unknown scheme or option raises :class:`ConfigError`.
     """
-    scheme = urlsplit(url).scheme.lower()
-    if scheme == "memory":
-        return _open_memory(url, folder)
-    if scheme in ("redis", "rediss"):
-        return _open_redis(url)
-    raise ConfigError(f"event bus URL {redact_url(url)!r}: unknown scheme {scheme!r}; {_SUPPORTED}")
+    parsed = _URLS.parse(url)
+    if parsed.backend == "memory":
+        return MemoryBus(folder, **parsed.options)
+    return _open_redis(url, RedisBusOptions(parsed.connection_url, **parsed.options))

@@ -32,16 +32,13 @@ import threading
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import redis
-from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.exceptions import NoScriptError
 
 from shoprec.data.schema import EVENT_ID, EVENT_TYPE, ITEM_ID, USER_ID
-from shoprec.exceptions import ConfigError
-from shoprec.stream.bus import redact_url
+from shoprec.stream.urls import UrlSyntax
 
 __all__ = [
     "DEFAULT_APPLIED_LIMIT",
@@ -535,16 +532,14 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
-# -- opening by URL -----------------------------------------------------------------------------
-_SUPPORTED = "memory://?recent=N&applied=N or redis://host:port/db?prefix=NAME&recent=N&applied=N"
-_QUERY_OPTIONS = {"prefix": "prefix", "recent": "recent_limit", "applied": "applied_limit"}
-_KEYWORD_OPTIONS = {
-    **_QUERY_OPTIONS,
-    "recent_limit": "recent_limit",
-    "applied_limit": "applied_limit",
-}
-_MEMORY_OPTIONS = frozenset({"recent_limit", "applied_limit"})
-_REDIS_OPTIONS = frozenset({"prefix", "recent_limit", "applied_limit"})
+# -- opening by URL ----------------------------------------------------------------------------
+_URLS = UrlSyntax(
+    "live state",
+    memory={"recent": int, "applied": int},
+    redis={"prefix": str, "recent": int, "applied": int},
+)
+_KEYWORDS = {"prefix": "prefix", "recent": "recent_limit", "applied": "applied_limit"}
+"""Each option's keyword in the constructors, which open_state also takes as its name."""
 
 
 def open_state(url: str, **options: Any) -> MemoryLiveState | RedisLiveState:
@@ -554,91 +549,27 @@ def open_state(url: str, **options: Any) -> MemoryLiveState | RedisLiveState:
     keyword options of the same names (or ``recent_limit`` and ``applied_limit``); those are
     defaults, which the URL's own query options override. A Redis URL may also carry redis-py's
     connection options (``socket_timeout=5``). An unknown scheme or a bad option raises
-    :class:`ConfigError` naming the URL and what is supported; nothing connects to Redis before
-    the first call.
+    :class:`~shoprec.exceptions.ConfigError` naming the URL and what is supported; nothing
+    connects to Redis before the first call.
     """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in {"memory", "redis", "rediss"}:
-        raise _config_error(url, "unknown scheme")
-    ours, rest = _split_query(url, parts.query)
-    settings = {**_keyword_options(url, options), **ours}
+    parsed = _URLS.parse(url, _by_option_name(url, options))
+    settings = {_KEYWORDS[name]: value for name, value in parsed.options.items()}
     try:
-        if scheme == "memory":
-            return _open_memory(url, parts, rest, settings)
-        return _open_redis(url, parts, rest, settings)
+        if parsed.backend == "memory":
+            return MemoryLiveState(**settings)
+        return RedisLiveState.from_url(parsed.connection_url, **settings)
     except (TypeError, ValueError) as exc:
-        raise _config_error(url, str(exc)) from exc
+        raise _URLS.error(url, str(exc)) from exc
 
 
-def _keyword_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The keyword options by constructor name; unknown or doubled ones raise ConfigError."""
-    _check_options(url, options, _KEYWORD_OPTIONS)
+def _by_option_name(url: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword options by their name in the URL (``recent_limit`` is ``recent``); one given
+    under both names raises ConfigError."""
+    names = {keyword: name for name, keyword in _KEYWORDS.items()}
     named: dict[str, Any] = {}
-    for name, value in options.items():
-        keyword = _KEYWORD_OPTIONS[name]
-        if keyword in named:
-            raise _config_error(url, f"option {keyword!r} given twice")
-        named[keyword] = value
+    for given, value in options.items():
+        name = names.get(given, given)
+        if name in named:
+            raise _URLS.error(url, f"option {name!r} is given twice")
+        named[name] = value
     return named
-
-
-def _config_error(url: str, problem: str) -> ConfigError:
-    return ConfigError(f"live state URL {redact_url(url)!r}: {problem}; supported: {_SUPPORTED}")
-
-
-def _split_query(url: str, query: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """This module's query options (by keyword name, limits as int) and the others, in order."""
-    ours: dict[str, Any] = {}
-    rest: list[tuple[str, str]] = []
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        keyword = _QUERY_OPTIONS.get(name)
-        if keyword is None:
-            rest.append((name, value))
-        elif keyword in ours:
-            raise _config_error(url, f"option {name!r} given twice")
-        elif keyword == "prefix":
-            ours[keyword] = value
-        else:
-            ours[keyword] = _int_option(url, name, value)
-    return ours, rest
-
-
-def _int_option(url: str, name: str, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise _config_error(
-            url, f"option {name!r} must be a positive integer, got {value!r}"
-        ) from None
-
-
-def _check_options(url: str, given: Iterable[str], allowed: Iterable[str]) -> None:
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        raise _config_error(url, f"unknown option(s) {', '.join(unknown)}")
-
-
-def _open_memory(
-    url: str, parts: SplitResult, rest: list[tuple[str, str]], settings: dict[str, Any]
-) -> MemoryLiveState:
-    if parts.netloc or parts.path.strip("/"):
-        raise _config_error(url, "memory:// takes no host or path")
-    _check_options(url, [name for name, _ in rest], [])
-    _check_options(url, settings, _MEMORY_OPTIONS)
-    return MemoryLiveState(**settings)
-
-
-def _open_redis(
-    url: str, parts: SplitResult, rest: list[tuple[str, str]], settings: dict[str, Any]
-) -> RedisLiveState:
-    _check_options(url, [name for name, _ in rest], URL_QUERY_ARGUMENT_PARSERS)
-    _check_options(url, settings, _REDIS_OPTIONS)
-    if not parts.hostname:
-        raise _config_error(url, "no host")
-    parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    db = parts.path.strip("/")
-    if db and not db.isdigit():
-        raise _config_error(url, f"the database must be a number, got {db!r}")
-    redis_url = urlunsplit(parts._replace(query=urlencode(rest)))
-    return RedisLiveState.from_url(redis_url, **settings)
