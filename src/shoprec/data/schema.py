@@ -15,6 +15,7 @@ import polars_hash as plh
 from shoprec.data.report import Check
 
 __all__ = [
+    "CONTROL_CHARACTERS",
     "EVENTS_SCHEMA",
     "EVENT_TYPE_PATTERN",
     "ITEMS_SCHEMA",
@@ -102,6 +103,8 @@ EVENTS_SCHEMA: dict[str, pl.DataType] = {
 # Event types that describe a visit rather than an item; they carry no item_id.
 NON_ITEM_EVENT_TYPES = frozenset({"pageview", "engagement", "search", "session_start"})
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+# no id may hold one: a NUL or a line break in an id breaks the files and logs it ends up in
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
 
 DEFAULT_ENTITY_TYPE = "item"
 
@@ -228,6 +231,14 @@ def event_checks() -> list[Check]:
             "missing user_id (and no basket or session to attach the event to)",
             USER_ID,
             pl.col(USER_ID).is_null() & pl.col(BASKET_ID).is_null() & pl.col(SESSION_ID).is_null(),
+        ),
+        *(
+            Check(
+                f"{column} has a control character (a NUL, a line break, ...)",
+                column,
+                pl.col(column).str.contains(CONTROL_CHARACTERS),
+            )
+            for column in (USER_ID, ITEM_ID)
         ),
         Check("negative price", PRICE, pl.col(PRICE) < 0),
         Check("price is not a finite number", PRICE, ~pl.col(PRICE).is_finite()),

@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from shoprec.data.schema import EVENT_TYPE_PATTERN, NON_ITEM_EVENT_TYPES
+from shoprec.data.schema import CONTROL_CHARACTERS, EVENT_TYPE_PATTERN, NON_ITEM_EVENT_TYPES
 
 __all__ = [
     "BUILTIN_EVENT_TYPES",
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 MAX_ID_LENGTH = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(CONTROL_CHARACTERS)
 
 
 def printable_id(value: str) -> str:

@@ -160,3 +160,23 @@ def test_one_load_merges_repeated_items_field_by_field(tmp_path: Path, workspace
     path.write_text("item_id,title,price\nA,Mug,4.5\nA,,5.0\n")
     ingest([path], "csv", workspace=workspace)
     assert Lake(workspace).items().select("item_id", "title", "price").rows() == [("A", "Mug", 5.0)]
+
+
+def test_ids_with_control_characters_are_rejected_with_their_line(
+    tmp_path: Path, workspace: Path
+) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "user_id,item_id,event_type,ts\n"
+        "u1,i1,view,2024-05-01T10:00:00Z\n"
+        "u\x002,i1,view,2024-05-01T10:00:00Z\n"
+        "u3,i\x1b3,view,2024-05-01T10:00:00Z\n"
+        '"u4","i4\x7f",view,2024-05-01T10:00:00Z\n'
+    )
+    report = ingest([path], "csv", workspace=workspace)
+    assert reasons(report) == {
+        3: "user_id has a control character (a NUL, a line break, ...)",
+        4: "item_id has a control character (a NUL, a line break, ...)",
+        5: "item_id has a control character (a NUL, a line break, ...)",
+    }
+    assert lake_events(workspace).select("user_id", "item_id").rows() == [("u1", "i1")]
