@@ -187,6 +187,29 @@ def test_the_compiled_ranker_predicts_as_lightgbm(model: Any, tmp_path: Path) ->
     np.testing.assert_array_equal(again(rows), compiled(rows))
 
 
+def test_the_compiled_ranker_is_cached_per_processor(
+    model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from shoprec.ranking import compiled as module
+
+    booster = model.ranker_.booster_
+    rows = np.random.default_rng(0).normal(size=(50, booster.num_feature()))
+    cache = tmp_path / "ranker.o"
+    here = module.host_processor()
+    assert module.compile_ranker(booster, cache) is not None
+    [kept] = tmp_path.glob("ranker-*.o")
+    assert kept.name.endswith(f"-{here}.o")
+    # a machine with another processor sharing the run folder compiles its own
+    monkeypatch.setattr(module, "host_processor", lambda: "otherchip-00000000")
+    other = module.compile_ranker(booster, cache)
+    assert other is not None
+    names = sorted(path.name for path in tmp_path.glob("ranker-*.o"))
+    assert names == sorted([kept.name, kept.name.replace(here, "otherchip-00000000")])
+    np.testing.assert_array_equal(other(rows), booster.predict(rows))
+
+
 def test_a_ranker_that_cannot_be_compiled_is_left_to_lightgbm() -> None:
     from shoprec.ranking.compiled import compile_ranker
 

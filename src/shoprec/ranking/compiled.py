@@ -4,12 +4,16 @@ LightGBM's own ``predict`` walks its trees in a general-purpose loop; for one re
 hundred candidates that is most of a request's ranking time. lleaves compiles the model's trees
 (LightGBM's text format) with LLVM into a function with the same predictions, about ten times
 faster at that size. The object file is cached beside the run, written atomically, so every API
-worker but the first loads it in milliseconds.
+worker but the first loads it in milliseconds. Its name carries the lleaves version and the
+processor it was compiled for (LLVM's name and features of the host): a run folder shared by
+machines of different processors keeps one file for each, and none runs code built for another
+(an instruction the processor lacks would kill the server).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.metadata
 import logging
 import tempfile
@@ -21,11 +25,21 @@ import numpy as np
 
 from shoprec.files import replaced_atomically
 
-__all__ = ["compile_ranker"]
+__all__ = ["compile_ranker", "host_processor"]
 
 log = logging.getLogger(__name__)
 
 Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def host_processor() -> str:
+    """The processor LLVM compiles for here: its name and a digest of its features
+    (``skylake-3f9a0c1e``)."""
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features().flatten()
+    digest = hashlib.blake2b(features.encode(), digest_size=4).hexdigest()
+    return f"{llvm.get_host_cpu_name()}-{digest}"
 
 
 def compile_ranker(booster: Any, cache: Path | None = None) -> Predict | None:
@@ -36,9 +50,9 @@ def compile_ranker(booster: Any, cache: Path | None = None) -> Predict | None:
         import lleaves
     except ImportError:  # pragma: no cover - a core dependency
         return None
-    if cache is not None:  # machine code of another lleaves version is not reused
+    if cache is not None:  # machine code of another lleaves version or processor is not reused
         version = importlib.metadata.version("lleaves")
-        cache = cache.with_name(f"{cache.stem}-{version}{cache.suffix}")
+        cache = cache.with_name(f"{cache.stem}-{version}-{host_processor()}{cache.suffix}")
     try:
         with tempfile.TemporaryDirectory(prefix="shoprec-ranker-") as folder:
             text = Path(folder) / "ranker.txt"
