@@ -155,6 +155,9 @@ def test_metrics_tell_an_operator_the_model_the_worker_and_the_bus(
     shop: Settings, buyer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = _copy_of(shop, tmp_path)
+    # no lake write while the test reads: waiting events stay waiting (and pending)
+    quiet = settings.serving.model_copy(update={"lake_flush_seconds": 600.0})
+    settings = settings.model_copy(update={"serving": quiet})
     with TestClient(create_app(settings, web=False)) as alone:
         service = alone.app.state.service  # type: ignore[attr-defined]
         before = _samples(alone)
@@ -177,10 +180,9 @@ def test_metrics_tell_an_operator_the_model_the_worker_and_the_bus(
         # the API applied the three when it accepted them: the worker found them applied
         assert after["shoprec_worker_events_total", (("outcome", "duplicate"),)] == 3
         assert after["shoprec_worker_events_total", (("outcome", "dead_lettered"),)] == 1
-        waiting = after["shoprec_worker_waiting_events", ()]
-        lake_added = after["shoprec_worker_events_total", (("outcome", "lake_added"),)]
-        assert waiting + lake_added == 3
-        assert after["shoprec_bus_pending", ()] == waiting  # held until the lake write
+        assert after["shoprec_worker_waiting_events", ()] == 3
+        assert after["shoprec_worker_events_total", (("outcome", "lake_added"),)] == 0
+        assert after["shoprec_bus_pending", ()] == 3  # held until the lake write
         assert after["shoprec_bus_backlog", ()] == 0
         assert after["shoprec_worker_errors_total", ()] == 0
 
@@ -191,6 +193,28 @@ def test_metrics_tell_an_operator_the_model_the_worker_and_the_bus(
         down = _samples(alone)  # the scrape still answers
         assert down["shoprec_bus_up", ()] == 0
         assert ("shoprec_bus_pending", ()) not in down
+
+
+def test_a_run_that_fails_to_load_is_reported_until_a_good_one_is_published(
+    shop: Settings, tmp_path: Path
+) -> None:
+    settings = _copy_of(shop, tmp_path, worker=False)
+    good = current_run(settings.workspace)[0]
+    models = settings.workspace / "models"
+    broken = "20990101T000000-broken"
+    shutil.copytree(models / good, models / broken)
+    for pickled in (models / broken).glob("*.pkl"):
+        pickled.write_bytes(b"not a model")
+    with TestClient(create_app(settings, web=False)) as alone:
+        assert alone.post(f"/admin/publish/{broken}", headers=KEY).status_code == 409
+        failing = _samples(alone)
+        assert failing["shoprec_model_reload_failing", ()] == 1
+        assert failing["shoprec_model_loads_total", ()] == 1
+        assert alone.get("/ready").status_code == 200  # the good run keeps serving
+        # publishing the served run again (a rollback) clears the failure
+        rolled_back = alone.post(f"/admin/publish/{good}", headers=KEY)
+        assert rolled_back.status_code == 200, rolled_back.text
+        assert _samples(alone)["shoprec_model_reload_failing", ()] == 0
 
 
 def test_not_ready_without_a_published_run(tmp_path: Path) -> None:
@@ -342,6 +366,11 @@ def test_ids_with_control_characters_are_refused(client: TestClient, path: str) 
     message = _error(client.get(path), 422)
     assert message.startswith("path.")
     assert "must not contain control characters" in message
+
+
+def test_a_run_id_with_a_control_character_is_refused(client: TestClient) -> None:
+    message = _error(client.post("/admin/publish/run%00x", headers=KEY), 422)
+    assert message.startswith("path.run_id")
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,17 @@ def test_queries_kept_as_trained_are_the_generators_own(engines: tuple[Engine, E
             )
 
 
+def test_factor_models_lend_their_factors_read_only(engines: tuple[Engine, Engine]) -> None:
+    _, indexed = engines
+    queries = indexed._trained_queries["als"]
+    factors = indexed.model.generators_["als"].user_factors_  # type: ignore[attr-defined]
+    assert np.shares_memory(queries, factors)  # no copy
+    assert not queries.flags.writeable
+    assert factors.flags.writeable  # the model's own array is left as it was
+    with pytest.raises(ValueError, match="read-only"):
+        queries[0, 0] = 1.0
+
+
 def test_one_row_is_the_many_user_row(engines: tuple[Engine, Engine]) -> None:
     engine, _ = engines
     model = engine.model

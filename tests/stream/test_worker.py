@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from shoprec.config import load_settings
 from shoprec.data.lake import Lake
 from shoprec.stream.bus import MemoryBus, open_bus
 from shoprec.stream.protocols import LiveState
@@ -132,6 +133,49 @@ def test_lake_writes_wait_less_than_the_bus_takes_to_deliver_again() -> None:
     bus = MemoryBus(idle_ms=4000)
     assert Worker(bus, MemoryLiveState(), None, flush_seconds=10.0).flush_seconds == 2.0
     assert Worker(bus, MemoryLiveState(), None, flush_seconds=1.0).flush_seconds == 1.0
+    bus.close()
+
+
+def test_a_failing_backend_counts_failed_steps_and_is_tried_again() -> None:
+    bus = MemoryBus(idle_ms=100)  # what the failed step took is delivered again soon
+    bus.publish(make_events(2))
+
+    class Down(MemoryLiveState):
+        def apply_each(self, events: Any) -> list[bool]:
+            raise ConnectionError("redis is down")
+
+    worker = Worker(bus, Down(), None)
+    stats = worker.run(max_seconds=1.5)  # a failed step waits 1 s before the next try
+    assert stats.failed_steps == 2
+    assert stats.errors == ["ConnectionError: redis is down"] * 2
+    assert stats.applied == 0
+    assert bus.pending() == 2  # nothing acknowledged: delivered again later
+    bus.close()
+
+
+def test_the_server_s_worker_and_a_consumer_process_are_set_up_from_the_settings(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(workspace=tmp_path)
+    settings = settings.model_copy(
+        update={"serving": settings.serving.model_copy(update={"lake_flush_seconds": 4.0})}
+    )
+    bus = MemoryBus()
+    state = MemoryLiveState()
+    thread = Worker.for_shop(settings, bus, state, lambda: None, consumer="api", in_server=True)
+    process = Worker.for_shop(settings, bus, state, lambda: None, consumer="worker-1")
+    assert (thread.linger_ms, thread.block_ms, thread.refresh_vectors) == (50, 20, False)
+    assert (process.linger_ms, process.block_ms, process.refresh_vectors) == (0, 50, True)
+    for worker in (thread, process):
+        assert worker.flush_seconds == 4.0
+        assert worker.lake is not None
+        assert worker.lake.root == Lake(tmp_path).root
+        assert worker.event_types is not None
+        assert {"view", "purchase"} <= set(worker.event_types)
+    shared = settings.serving.model_copy(update={"state": "redis://127.0.0.1:6379/0"})
+    over_redis = settings.model_copy(update={"serving": shared})
+    threaded = Worker.for_shop(over_redis, bus, state, lambda: None, consumer="a", in_server=True)
+    assert threaded.refresh_vectors  # other replicas read the vectors it stores
     bus.close()
 
 

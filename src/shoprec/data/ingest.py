@@ -28,6 +28,7 @@ from shoprec.data.schema import (
     EventIdAssigner,
     conform,
     event_checks,
+    printable_id_checks,
 )
 from shoprec.exceptions import SourceError
 
@@ -60,6 +61,7 @@ def _validate(
 def _item_checks() -> list[Check]:
     return [
         Check("missing item_id", ITEM_ID, pl.col(ITEM_ID).is_null()),
+        *printable_id_checks(ITEM_ID),
         Check("negative price", PRICE, pl.col(PRICE) < 0),
         Check("price is not a finite number", PRICE, ~pl.col(PRICE).is_finite()),
     ]
@@ -167,7 +169,12 @@ def _validated_tables(
         _item_defaults(source.items, config), ITEMS_SCHEMA, _item_checks()
     )
     users, user_rejects = _validate(
-        source.users, USERS_SCHEMA, [Check("missing user_id", USER_ID, pl.col(USER_ID).is_null())]
+        source.users,
+        USERS_SCHEMA,
+        [
+            Check("missing user_id", USER_ID, pl.col(USER_ID).is_null()),
+            *printable_id_checks(USER_ID),
+        ],
     )
     rejected.extend([*item_rejects, *user_rejects])
     return items, users

@@ -30,6 +30,7 @@ __all__ = [
     "parse_float",
     "parse_float_failed",
     "parse_timestamps",
+    "printable_id_checks",
 ]
 
 # -- column names -------------------------------------------------------------------------------
@@ -214,6 +215,20 @@ def conform(
     return frame.select(exprs)
 
 
+def printable_id_checks(*columns: str) -> list[Check]:
+    """Row rules refusing ids with a control character (the rule the API applies to every id);
+    the rejects file shows the id with each such character as U+FFFD, not the character."""
+    return [
+        Check(
+            f"{column} has a control character (a NUL, a line break, ...)",
+            column,
+            pl.col(column).str.contains(CONTROL_CHARACTERS),
+            value=pl.col(column).str.replace_all(CONTROL_CHARACTERS, "\ufffd"),
+        )
+        for column in columns
+    ]
+
+
 def event_checks() -> list[Check]:
     """Row rules every canonical event must pass, whatever its source."""
     event_type = pl.col(EVENT_TYPE)
@@ -232,14 +247,7 @@ def event_checks() -> list[Check]:
             USER_ID,
             pl.col(USER_ID).is_null() & pl.col(BASKET_ID).is_null() & pl.col(SESSION_ID).is_null(),
         ),
-        *(
-            Check(
-                f"{column} has a control character (a NUL, a line break, ...)",
-                column,
-                pl.col(column).str.contains(CONTROL_CHARACTERS),
-            )
-            for column in (USER_ID, ITEM_ID)
-        ),
+        *printable_id_checks(USER_ID, ITEM_ID, BASKET_ID, SESSION_ID),
         Check("negative price", PRICE, pl.col(PRICE) < 0),
         Check("price is not a finite number", PRICE, ~pl.col(PRICE).is_finite()),
         Check("value is not a finite number", VALUE, ~pl.col(VALUE).is_finite()),

@@ -50,10 +50,10 @@ def compile_ranker(booster: Any, cache: Path | None = None) -> Predict | None:
         import lleaves
     except ImportError:  # pragma: no cover - a core dependency
         return None
-    if cache is not None:  # machine code of another lleaves version or processor is not reused
-        version = importlib.metadata.version("lleaves")
-        cache = cache.with_name(f"{cache.stem}-{version}-{host_processor()}{cache.suffix}")
     try:
+        if cache is not None:  # machine code of another lleaves version or processor: not reused
+            version = importlib.metadata.version("lleaves")
+            cache = cache.with_name(f"{cache.stem}-{version}-{host_processor()}{cache.suffix}")
         with tempfile.TemporaryDirectory(prefix="shoprec-ranker-") as folder:
             text = Path(folder) / "ranker.txt"
             text.write_text(booster.model_to_string(), encoding="utf-8")

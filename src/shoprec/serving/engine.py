@@ -72,8 +72,9 @@ class RecommendationList:
 
 _NEW_USER = np.array([-1], np.int64)  # a row folded in from its entries alone
 
-# Above this many training users the engine does not keep every user's query vectors (about
-# 100 MB per generator of 64 factors at this size).
+# Above this many training users the engine does not compute and keep a copy of every user's
+# query vectors (about 100 MB per generator of 64 factors at this size); a generator whose
+# trained vectors are its own factors (ALS, BPR) lends them at any size.
 _TRAINED_QUERY_USERS = 400_000
 
 # Embeddings of ``(entity_type, item_id)`` pairs in a vector space, None where unknown (the
@@ -281,9 +282,9 @@ class Engine:
             if name not in self._indexes:
                 continue
             trained = generator.user_items_
-            if trained.shape[0] > _TRAINED_QUERY_USERS:  # memory: fold in per request instead
-                continue
             as_trained = getattr(generator, "trained_query_vectors", None)
+            if as_trained is None and trained.shape[0] > _TRAINED_QUERY_USERS:
+                continue  # memory: fold in per request instead of a copy this large
             try:
                 vectors = (
                     as_trained()

@@ -9,14 +9,20 @@ at scrape time from the registry, the worker and the bus (nothing is counted twi
   ``lake_added``, ``acknowledged``), ``shoprec_worker_items_total{outcome}`` for catalogue
   items, ``shoprec_worker_errors_total`` (failed steps: a backend down), and
   ``shoprec_worker_waiting_events`` (applied, waiting for the lake write);
-- ``shoprec_bus_up`` (0 when the bus cannot answer), ``shoprec_bus_pending`` (delivered, not
-  acknowledged) and ``shoprec_bus_backlog`` (not yet delivered) of the whole consumer group.
+- ``shoprec_bus_up`` (0 when the bus does not answer within ``BUS_TIMEOUT`` seconds),
+  ``shoprec_bus_pending`` (delivered, not acknowledged) and ``shoprec_bus_backlog`` (not yet
+  delivered) of the whole consumer group. The bus is asked from a thread of the collector's
+  own, one question at a time, so a Redis that hangs neither holds a scrape past the timeout
+  nor piles up threads.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as Timeout
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -25,7 +31,9 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from shoprec.serving.app import Service
 
-__all__ = ["LiveCollector"]
+__all__ = ["BUS_TIMEOUT", "LiveCollector"]
+
+BUS_TIMEOUT = 1.0  # seconds a scrape waits for the bus
 
 log = logging.getLogger("shoprec.serving")
 
@@ -35,6 +43,9 @@ class LiveCollector(Collector):
 
     def __init__(self, service: Service) -> None:
         self.service = service
+        self._asking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoprec-metrics")
+        self._question: Future[tuple[int, int]] | None = None
+        self._lock = threading.Lock()  # scrapes may come at once
 
     def collect(self) -> Iterator[Metric]:
         yield from self._model()
@@ -103,10 +114,9 @@ class LiveCollector(Collector):
     def _bus(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("shoprec_bus_up", "1 when the event bus answers")
         try:
-            bus = self.service.bus
-            pending, backlog = bus.pending(), bus.backlog()
+            pending, backlog = self._ask_bus()
         except Exception as exc:  # a scrape must answer whatever the bus does
-            log.warning("metrics: the event bus did not answer: %s", exc)
+            log.warning("metrics: the event bus did not answer: %s", exc or type(exc).__name__)
             up.add_metric([], 0)
             yield up
             return
@@ -118,3 +128,16 @@ class LiveCollector(Collector):
         yield GaugeMetricFamily(
             "shoprec_bus_backlog", "Events published and not yet delivered", value=backlog
         )
+
+    def _ask_bus(self) -> tuple[int, int]:
+        """The bus's pending and backlog counts, waited for at most ``BUS_TIMEOUT`` seconds
+        (a question still unanswered from an earlier scrape is waited for, not asked again)."""
+        with self._lock:
+            if self._question is None or self._question.done():
+                bus = self.service.bus
+                self._question = self._asking.submit(lambda: (bus.pending(), bus.backlog()))
+            question = self._question
+        try:
+            return question.result(timeout=BUS_TIMEOUT)
+        except Timeout:
+            raise TimeoutError(f"no answer within {BUS_TIMEOUT} s") from None

@@ -73,7 +73,10 @@ class Registry:
         """Load the published run if it is not the one being served; True if it swapped."""
         with self._load_lock:
             pointed = self._pointer()
-            if pointed is None or (self._engine is not None and self._engine.run_id == pointed):
+            if pointed is None:
+                return False
+            if self._engine is not None and self._engine.run_id == pointed:
+                self.last_error = None  # published again (a rollback): nothing fails to load
                 return False
             started = time.perf_counter()
             try:

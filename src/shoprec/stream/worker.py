@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from shoprec.data.lake import EventIdCache, Lake
 from shoprec.data.schema import EVENTS_SCHEMA, ITEMS_SCHEMA, conform
 from shoprec.exceptions import ShoprecError, describe_validation_error
-from shoprec.stream.events import ITEM_MESSAGE, EventIn, ItemIn
+from shoprec.stream.events import ITEM_MESSAGE, EventIn, ItemIn, known_event_types
 from shoprec.stream.protocols import Delivery, EventBus, LiveState
 
 if TYPE_CHECKING:
@@ -181,8 +181,6 @@ class Worker:
         ``in_server``: the thread inside ``shoprec serve``, which lingers 50 ms on a batch's
         first message and, over a ``memory://`` state (its own process's), leaves the vectors
         to the requests."""
-        from shoprec.stream.events import known_event_types
-
         serving = settings.serving
         return cls(
             bus,

@@ -180,3 +180,23 @@ def test_ids_with_control_characters_are_rejected_with_their_line(
         5: "item_id has a control character (a NUL, a line break, ...)",
     }
     assert lake_events(workspace).select("user_id", "item_id").rows() == [("u1", "i1")]
+    # the rejects file shows where the character was, never the character itself
+    assert report.rejects["value"].to_list() == ["u\ufffd2", "i\ufffd3", "i4\ufffd"]
+
+
+def test_catalogue_ids_with_control_characters_are_rejected(
+    tmp_path: Path, workspace: Path
+) -> None:
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\ni1,Lamp\ni\x002,Chair\n")
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,country\nu1,DE\nu\n2,FR\n".replace("u\n2", '"u\n2"'))
+    report = ingest([items], "csv", workspace=workspace)
+    assert reasons(report) == {3: "item_id has a control character (a NUL, a line break, ...)"}
+    report = ingest([users], "csv", workspace=workspace)
+    assert list(reasons(report).values()) == [
+        "user_id has a control character (a NUL, a line break, ...)"
+    ]
+    lake = Lake(workspace)
+    assert lake.items()["item_id"].to_list() == ["i1"]
+    assert lake.users()["user_id"].to_list() == ["u1"]
