@@ -195,6 +195,42 @@ def test_metrics_tell_an_operator_the_model_the_worker_and_the_bus(
         assert ("shoprec_bus_pending", ()) not in down
 
 
+def test_a_live_state_that_is_down_leaves_requests_served_without_live_data(
+    shop: Settings, buyer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _copy_of(shop, tmp_path, worker=False)
+    down = "redis://127.0.0.1:1/0?prefix=t:&socket_connect_timeout=0.5"  # nothing listens
+    settings = settings.model_copy(
+        update={"serving": settings.serving.model_copy(update={"state": down})}
+    )
+    with TestClient(create_app(settings, web=True)) as alone:
+        engine = alone.app.state.service.engine  # type: ignore[attr-defined]
+        path = f"/users/{buyer}/recommendations"
+        answer = alone.get(path, params={"k": 5})
+        assert answer.status_code == 200
+        assert answer.json()["live_events"] == 0
+        expected = engine.recommend(buyer, 5)
+        assert [i["item_id"] for i in answer.json()["items"]] == [r.item_id for r in expected.items]
+        metrics = _samples(alone)
+        assert metrics["shoprec_live_state_errors_total", ()] == 1
+        # left alone for a while: the next requests do not try it (nor wait for it) again
+        assert alone.get(path, params={"k": 5}).status_code == 200
+        assert alone.get(f"/users/{buyer}").status_code == 200
+        assert alone.get("/").status_code == 200  # the storefront too
+        score = {"algo": "cosine-sim", "type": "item-item", "item": ["P000001"]}
+        assert alone.post("/score", json={**score, "items2": ["P000002"]}).status_code == 200
+        event = {"user_id": buyer, "item_id": "P000003", "event_type": "view"}
+        assert alone.post("/events", json=event, headers=KEY).status_code == 202  # on the bus
+        metrics = _samples(alone)
+        assert metrics["shoprec_live_state_errors_total", ()] == 1
+        assert metrics["shoprec_live_state_skipped_total", ()] >= 3
+        # once the time is up it is read again (and still failing, counted again)
+        service = alone.app.state.service  # type: ignore[attr-defined]
+        monkeypatch.setattr(service, "_state_retry_at", 0.0)
+        assert alone.get(path).status_code == 200
+        assert _samples(alone)["shoprec_live_state_errors_total", ()] == 2
+
+
 def test_a_run_that_fails_to_load_is_reported_until_a_good_one_is_published(
     shop: Settings, tmp_path: Path
 ) -> None:

@@ -14,7 +14,14 @@ import pytest
 import redis
 
 from shoprec.exceptions import ConfigError
-from shoprec.stream.state import MemoryLiveState, RedisLiveState, history_basis, open_state
+from shoprec.stream.state import (
+    MemoryLiveState,
+    RedisLiveState,
+    StateError,
+    StateUnavailableError,
+    history_basis,
+    open_state,
+)
 from tests.stream.conftest import delete_keys
 
 OpenState = Callable[..., MemoryLiveState | RedisLiveState]
@@ -436,8 +443,9 @@ def test_redis_apply_is_all_or_nothing(redis_state: OpenState) -> None:
     state = redis_state()
     assert isinstance(state, RedisLiveState)
     state.client.set(state.prefix + "item:i1", "not a hash")
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+    with pytest.raises(StateError, match="WRONGTYPE") as raised:
         state.apply(event("e1"))
+    assert not isinstance(raised.value, StateUnavailableError)
     assert not state.was_applied("e1")
     assert state.applied_count() == 0
     assert state.user_counters("u1") == {}
@@ -537,3 +545,16 @@ def test_history_basis_tells_histories_apart() -> None:
     assert history_basis(one) != history_basis([("i1", "view"), ("i2", "view")])
     assert history_basis([("a", "b,c")]) != history_basis([("a,b", "c")])
     assert history_basis([]) != history_basis([("", "")])
+
+
+def test_an_unreachable_redis_is_a_state_error_that_says_so() -> None:
+    # nothing listens on port 1; redis-py connects at the first call
+    state = open_state("redis://127.0.0.1:1/0?prefix=t:&socket_connect_timeout=0.5")
+    for read in (
+        lambda: state.recent("u1"),
+        lambda: state.live_user("u1", ["als"]),
+        lambda: state.apply(event("e1")),
+    ):
+        with pytest.raises(StateUnavailableError, match=r"live state .*'t:'.* unreachable"):
+            read()
+    state.close()

@@ -16,7 +16,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -70,7 +70,7 @@ from shoprec.serving.schemas import (
 from shoprec.stream.bus import open_bus
 from shoprec.stream.events import known_event_types, printable_id
 from shoprec.stream.protocols import EventBus, LiveState
-from shoprec.stream.state import open_state
+from shoprec.stream.state import StateError, open_state
 from shoprec.stream.worker import Worker
 
 __all__ = ["Service", "create_app", "decode_logged_scores", "score_batch"]
@@ -79,6 +79,8 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 score_log = logging.getLogger("shoprec.score")
 log = logging.getLogger("shoprec.serving")
 T = TypeVar("T")
+# how long a server leaves a live state that failed alone before it reads it again
+STATE_RETRY_SECONDS = 5.0
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 503)
 }
@@ -245,6 +247,17 @@ class Service:
         self.events_accepted = Counter(
             "shoprec_events_accepted", "Events accepted by POST /events", registry=self.metrics
         )
+        self.live_state_errors = Counter(
+            "shoprec_live_state_errors",
+            "Reads of the live state that failed (the request was served without live data)",
+            registry=self.metrics,
+        )
+        self.live_state_skipped = Counter(
+            "shoprec_live_state_skipped",
+            "Requests served without live data while the live state is left alone after a failure",
+            registry=self.metrics,
+        )
+        self._state_retry_at = 0.0
         self.metrics.register(LiveCollector(self))
 
     @property
@@ -286,8 +299,25 @@ class Service:
         return [row["event_id"] for row in rows]
 
     def history(self, user_id: str) -> list[tuple[str, str]]:
-        """The user's live ``(item_id, event_type)`` events, oldest first."""
-        return self.state.recent(user_id)
+        """The user's live ``(item_id, event_type)`` events, oldest first (none while the
+        live state cannot be read: see :meth:`live`)."""
+        return self.live(self.state.recent, [], user_id)
+
+    def live(self, read: Callable[..., T], fallback: T, *args: Any) -> T:
+        """``read(*args)`` from the live state, or ``fallback`` when the state cannot answer:
+        a request is then served without live data instead of failing. After a failure the
+        state is left alone for ``STATE_RETRY_SECONDS`` (a Redis that is down would otherwise
+        cost every request its connection attempts); each failure is logged and counted."""
+        if time.monotonic() < self._state_retry_at:
+            self.live_state_skipped.inc()
+            return fallback
+        try:
+            return read(*args)
+        except StateError as exc:
+            self._state_retry_at = time.monotonic() + STATE_RETRY_SECONDS
+            self.live_state_errors.inc()
+            log.warning("serving without live data for %.0f s: %s", STATE_RETRY_SECONDS, exc)
+            return fallback
 
     def recommendations(
         self,
@@ -298,7 +328,8 @@ class Service:
     ) -> RecommendationList:
         # the vectors the worker folded in from exactly this history (one read): one that
         # misses an event accepted since is left out, and the engine folds the history in
-        history, vectors = self.state.live_user(user_id, engine.vector_names())
+        nothing: tuple[list[tuple[str, str]], dict[str, np.ndarray]] = ([], {})
+        history, vectors = self.live(self.state.live_user, nothing, user_id, engine.vector_names())
         answer = engine.recommend(user_id, k, history=history, vectors=vectors, **options)
         return dataclasses.replace(answer, live_events=len(history))
 
@@ -450,6 +481,10 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
     async def not_ready(_: Request, exc: NotReadyError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=503)
 
+    @app.exception_handler(StateError)
+    async def state_failed(_: Request, exc: StateError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=503)
+
     @app.exception_handler(ShoprecError)
     async def bad_request(_: Request, exc: ShoprecError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=400)
@@ -505,7 +540,11 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
     @app.post("/score", tags=["scoring"], response_model=ScoreResponse)
     async def score(served: Served, request: ScoreRequest) -> Response:
         """Scores between two lists of entities, by their embeddings, in one computation."""
-        body = score_batch(served, request, live=service.state.item_vectors)
+
+        def live(space: str, keys: Sequence[tuple[str, str]]) -> list[np.ndarray | None]:
+            return service.live(service.state.item_vectors, [None] * len(keys), space, keys)
+
+        body = score_batch(served, request, live=live)
         return Response(body, media_type="application/json")
 
     # -- events ---------------------------------------------------------------------------------

@@ -26,18 +26,20 @@ as its id is among the last ``applied`` ids applied, which re-deliveries of a bu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import numpy as np
 import redis
 from redis.exceptions import NoScriptError
 
 from shoprec.data.schema import EVENT_ID, EVENT_TYPE, ITEM_ID, USER_ID
+from shoprec.exceptions import ShoprecError
 from shoprec.stream.urls import UrlSyntax
 
 __all__ = [
@@ -46,6 +48,8 @@ __all__ = [
     "DEFAULT_RECENT_LIMIT",
     "MemoryLiveState",
     "RedisLiveState",
+    "StateError",
+    "StateUnavailableError",
     "history_basis",
     "open_state",
 ]
@@ -297,6 +301,38 @@ _SCAN_COUNT = 1000
 _DELETE_BATCH = 500
 
 
+class StateError(ShoprecError):
+    """The live state failed to answer (Redis refused a command); the server answers 503."""
+
+
+class StateUnavailableError(StateError):
+    """The live state cannot be reached (no connection, or no answer in time)."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _redis_call(
+    method: Callable[Concatenate[RedisLiveState, P], R],
+) -> Callable[Concatenate[RedisLiveState, P], R]:
+    """redis-py's errors in ``method`` as :class:`StateError` (unreachable:
+    :class:`StateUnavailableError`), saying which state and what went wrong."""
+
+    @functools.wraps(method)
+    def call(state: RedisLiveState, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(state, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StateUnavailableError(
+                f"live state (Redis, prefix {state.prefix!r}) is unreachable: {exc}"
+            ) from exc
+        except redis.RedisError as exc:
+            raise StateError(f"live state (Redis, prefix {state.prefix!r}): {exc}") from exc
+
+    return call
+
+
 class RedisLiveState:
     """The live state in Redis, every key under ``prefix``; safe for any number of processes.
 
@@ -357,15 +393,18 @@ class RedisLiveState:
         ]
         return keys, args
 
+    @_redis_call
     def apply(self, event: dict[str, Any]) -> bool:
         keys, args = self._script_call(_parse_event(event))
         return bool(self._apply_script(keys=keys, args=args))
 
+    @_redis_call
     def apply_many(self, events: Iterable[Mapping[str, Any]]) -> int:
         """Apply events in order, each atomically and exactly once, in one round trip; how
         many were new (see :meth:`apply_each`)."""
         return sum(self.apply_each(events))
 
+    @_redis_call
     def apply_each(self, events: Iterable[Mapping[str, Any]]) -> list[bool]:
         """Apply events in order, each atomically and exactly once, in one round trip (a
         pipeline of EVALSHA calls); whether each was new. Every event is checked before any is
@@ -395,10 +434,12 @@ class RedisLiveState:
             results: list[Any] = pipe.execute(raise_on_error=False)
         return results
 
+    @_redis_call
     def recent(self, user_id: str) -> list[tuple[str, str]]:
         entries = self.client.lrange(self._key("recent", user_id), 0, -1)
         return [_decode_recent(entry) for entry in entries]
 
+    @_redis_call
     def recent_many(self, user_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
         """:meth:`recent` of many users in one round trip."""
         users = list(user_ids)
@@ -414,6 +455,7 @@ class RedisLiveState:
     def set_vector(self, user_id: str, name: str, vector: np.ndarray) -> None:
         self.set_vectors([(user_id, name, vector)])
 
+    @_redis_call
     def set_vectors(
         self,
         vectors: Sequence[tuple[str, str, np.ndarray]],
@@ -429,10 +471,12 @@ class RedisLiveState:
                 pipe.hset(self._key("vector", user_id), mapping=fields)
             pipe.execute()
 
+    @_redis_call
     def vector(self, user_id: str, name: str) -> np.ndarray | None:
         data, shape = self.client.hmget(self._key("vector", user_id), [f"v:{name}", f"s:{name}"])
         return _decode_vector(data, shape)
 
+    @_redis_call
     def live_user(
         self, user_id: str, names: Sequence[str]
     ) -> tuple[list[tuple[str, str]], dict[str, np.ndarray]]:
@@ -456,6 +500,7 @@ class RedisLiveState:
                 vectors[name] = vector
         return history, vectors
 
+    @_redis_call
     def set_item_vectors(self, space: str, vectors: Sequence[tuple[str, str, np.ndarray]]) -> None:
         """One hash per vector space, a field per ``entity_type`` and ``item_id``."""
         if not vectors:
@@ -468,6 +513,7 @@ class RedisLiveState:
             },
         )
 
+    @_redis_call
     def item_vectors(self, space: str, items: Sequence[tuple[str, str]]) -> list[np.ndarray | None]:
         if not items:
             return []
@@ -475,19 +521,24 @@ class RedisLiveState:
         found = self.client.hmget(self._key("itemvec", space), fields)
         return [None if data is None else np.frombuffer(data, np.float32).copy() for data in found]
 
+    @_redis_call
     def user_counters(self, user_id: str) -> dict[str, int]:
         return _decode_counters(self.client.hgetall(self._key("user", user_id)))
 
+    @_redis_call
     def item_counters(self, item_id: str) -> dict[str, int]:
         return _decode_counters(self.client.hgetall(self._key("item", item_id)))
 
+    @_redis_call
     def applied_count(self) -> int:
         total = self.client.get(self._key("applied_total"))
         return 0 if total is None else int(total)
 
+    @_redis_call
     def was_applied(self, event_id: str) -> bool:
         return self.client.zscore(self._key("applied"), event_id) is not None
 
+    @_redis_call
     def clear(self) -> None:
         """Delete every key under the prefix (SCAN + DEL in batches; never FLUSHDB)."""
         pattern = _glob_escape(self.prefix) + "*"
