@@ -115,3 +115,22 @@ def test_serve_checks_its_arguments(tmp_path: Path) -> None:
     result = runner.invoke(app, ["serve", "-w", str(tmp_path), "--workers", "0"])
     assert result.exit_code == 2
     assert "--workers" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (["--bus", "memory://?bogus=1"], "event bus URL 'memory://?bogus=1': unknown option(s)"),
+        (["--state", "redis://127.0.0.1:6379/0?db=3"], "unknown option(s) db for redis://"),
+        (["--state", "redis://127.0.0.1:1/0"], "live state redis://127.0.0.1:1/0 (prefix"),
+        (["--bus", "redis://127.0.0.1:1/0?stream=t:events"], "Redis is unreachable"),
+    ],
+)
+def test_serve_checks_its_bus_and_state_before_it_starts(
+    tmp_path: Path, option: list[str], said: str
+) -> None:
+    # one line and exit code 2, not a start-up traceback from every worker process
+    result = runner.invoke(app, ["serve", "-w", str(tmp_path), *option])
+    assert result.exit_code == 2, result.output
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr

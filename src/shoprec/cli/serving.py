@@ -65,6 +65,9 @@ def serve(
                 f"{shared[0]} lives in one process; use --bus redis://… --state redis://…"
             )
         )
+    # A bad URL or an unreachable Redis: one line and exit code 2 here, not a traceback from
+    # every worker process's start-up.
+    run(lambda: _check_backends(bus or serving.bus, state or serving.state))
     import uvicorn
 
     from shoprec.serving.asgi import CONFIG_ENV
@@ -96,6 +99,21 @@ def serve(
 
 def _fail(message: str) -> None:
     raise ShoprecError(message)
+
+
+def _check_backends(bus_url: str, state_url: str) -> None:
+    """The URLs parse, and a Redis bus or state answers (the bus creates its stream and
+    consumer group as the server would); a ``memory://`` bus is left to the server, which
+    takes its log folder."""
+    from shoprec.stream.bus import open_bus
+    from shoprec.stream.state import open_state
+
+    open_bus(bus_url, folder=None).close()  # (memory://: only its URL is checked)
+    state = open_state(state_url)
+    try:
+        state.applied_count()
+    finally:
+        state.close()
 
 
 def _headline(metrics: dict[str, Any], model: str | None) -> str:

@@ -324,11 +324,9 @@ def _redis_call(
         try:
             return method(state, *args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise StateUnavailableError(
-                f"live state (Redis, prefix {state.prefix!r}) is unreachable: {exc}"
-            ) from exc
+            raise StateUnavailableError(f"live state {state.where} is unreachable: {exc}") from exc
         except redis.RedisError as exc:
-            raise StateError(f"live state (Redis, prefix {state.prefix!r}): {exc}") from exc
+            raise StateError(f"live state {state.where}: {exc}") from exc
 
     return call
 
@@ -358,6 +356,11 @@ class RedisLiveState:
             raise ValueError("prefix must not be empty (clear() would delete every key)")
         self.client = client
         self.prefix = prefix
+        where = client.connection_pool.connection_kwargs
+        self.where = (  # for messages: where it is, never a password
+            f"redis://{where.get('host', '?')}:{where.get('port', '?')}/{where.get('db', 0)} "
+            f"(prefix {prefix!r})"
+        )
         self.recent_limit = _positive(recent_limit, "recent_limit")
         self.applied_limit = _positive(applied_limit, "applied_limit")
         self._apply_script = client.register_script(_APPLY_LUA)
