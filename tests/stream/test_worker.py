@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -11,6 +12,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from shoprec.config import load_settings
 from shoprec.data.lake import Lake
@@ -136,20 +139,33 @@ def test_lake_writes_wait_less_than_the_bus_takes_to_deliver_again() -> None:
     bus.close()
 
 
-def test_a_failing_backend_counts_failed_steps_and_is_tried_again() -> None:
-    bus = MemoryBus(idle_ms=100)  # what the failed step took is delivered again soon
+def test_a_failing_backend_is_tried_again_less_and_less_often_until_it_recovers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = MemoryBus(idle_ms=20)  # what a failed step took is delivered again soon
     bus.publish(make_events(2))
+    tries: list[float] = []
 
-    class Down(MemoryLiveState):
+    class Flaky(MemoryLiveState):
         def apply_each(self, events: Any) -> list[bool]:
-            raise ConnectionError("redis is down")
+            tries.append(time.monotonic())
+            if len(tries) <= 3:
+                raise ConnectionError("redis is down")
+            return super().apply_each(events)
 
-    worker = Worker(bus, Down(), None)
-    stats = worker.run(max_seconds=1.5)  # a failed step waits 1 s before the next try
-    assert stats.failed_steps == 2
-    assert stats.errors == ["ConnectionError: redis is down"] * 2
-    assert stats.applied == 0
-    assert bus.pending() == 2  # nothing acknowledged: delivered again later
+    worker = Worker(bus, Flaky(), None, retry_seconds=0.1)
+    with caplog.at_level("WARNING", logger="shoprec.stream"):
+        stats = worker.run(max_seconds=3.0)
+    assert stats.failed_steps == 3
+    assert stats.errors == ["ConnectionError: redis is down"] * 3
+    assert stats.applied == 2  # then it recovered, and nothing was lost
+    gaps = [later - earlier for earlier, later in itertools.pairwise(tries[:4])]
+    assert gaps[0] >= 0.1
+    assert gaps[1] >= 0.2
+    assert gaps[2] >= 0.4  # twice as long each time
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("worker step failed" in m for m in messages) == 1  # the first failure
+    assert any("recovered after 3 failed steps" in m for m in messages)
     bus.close()
 
 

@@ -46,6 +46,8 @@ __all__ = ["Worker", "WorkerStats", "check_event"]
 
 log = logging.getLogger("shoprec.stream")
 
+RETRY_CAP = 10.0  # seconds at most between a failing worker's tries
+
 
 @dataclass
 class WorkerStats:
@@ -135,6 +137,7 @@ class Worker:
         refresh_vectors: bool = True,
         linger_ms: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        retry_seconds: float = 1.0,
     ) -> None:
         self.bus = bus
         self.state = state
@@ -161,6 +164,7 @@ class Worker:
         self._unflushed: list[dict[str, Any]] = []
         self._unacked: list[str] = []
         self._clock = clock
+        self.retry_seconds = retry_seconds
         self._waiting_since = 0.0  # when the oldest event waiting for the lake was applied
         self._known = EventIdCache()
         self._stop = threading.Event()
@@ -311,20 +315,37 @@ class Worker:
 
     # -- running ---------------------------------------------------------------------------------
     def run(self, *, until_idle: bool = False, max_seconds: float | None = None) -> WorkerStats:
-        """Consume until stopped (or, with ``until_idle``, until the bus has nothing left)."""
+        """Consume until stopped (or, with ``until_idle``, until the bus has nothing left).
+
+        A step that fails (a backend down) is tried again after ``retry_seconds``, then twice
+        as long each time, at most ``RETRY_CAP`` seconds apart; each failure is counted, the
+        first and then about one a minute are logged, and the recovery with their count.
+        """
         started = time.monotonic()
+        failures = 0
         while not self._stop.is_set():
             if max_seconds is not None and time.monotonic() - started > max_seconds:
                 break
             try:
                 taken = self.step()
             except Exception as exc:  # a broken backend: say so, wait, try again
+                failures += 1
                 self.stats.failed_steps += 1
                 self.stats.errors.append(f"{type(exc).__name__}: {exc}")
                 del self.stats.errors[:-100]  # the latest only, while a backend stays down
-                log.error("worker step failed: %s", exc)
-                self._stop.wait(1.0)
+                wait = min(self.retry_seconds * 2.0 ** (failures - 1), RETRY_CAP)
+                if failures == 1 or failures % int(60 / RETRY_CAP) == 0:
+                    log.error(
+                        "worker step failed (%d in a row; next try in %.0f s): %s",
+                        failures,
+                        wait,
+                        exc,
+                    )
+                self._stop.wait(wait)
                 continue
+            if failures:
+                log.warning("worker recovered after %d failed steps", failures)
+                failures = 0
             # step() writes the lake when it is due, idle bus or not; a consumer that stops
             # on an idle bus writes what it has first, and stops once nothing is pending in the
             # group (including events other consumers hold for their next lake write)
