@@ -22,6 +22,7 @@ from shoprec.data.ingest import ingest
 from shoprec.data.lake import Lake
 from shoprec.exceptions import ShoprecError
 from shoprec.pipeline.build import build, current_run
+from shoprec.serving import monitoring
 from shoprec.serving.app import Measured, create_app, decode_logged_scores
 from shoprec.serving.schemas import (
     ListItem,
@@ -194,6 +195,20 @@ def test_metrics_tell_an_operator_the_model_the_worker_and_the_bus(
         assert down["shoprec_bus_up", ()] == 0
         assert ("shoprec_bus_pending", ()) not in down
 
+        # a bus that hangs: the scrape does not wait for it, nor ask it again meanwhile
+        asked: list[float] = []
+
+        def hanging() -> int:
+            asked.append(time.monotonic())
+            time.sleep(3.0)
+            return 0
+
+        monkeypatch.setattr(monitoring, "BUS_TIMEOUT", 0.05)
+        monkeypatch.setattr(service.bus, "pending", hanging)
+        assert _samples(alone)["shoprec_bus_up", ()] == 0
+        assert _samples(alone)["shoprec_bus_up", ()] == 0
+        assert len(asked) == 1
+
 
 def test_a_live_state_that_is_down_leaves_requests_served_without_live_data(
     shop: Settings, buyer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -217,13 +232,18 @@ def test_a_live_state_that_is_down_leaves_requests_served_without_live_data(
         assert alone.get(path, params={"k": 5}).status_code == 200
         assert alone.get(f"/users/{buyer}").status_code == 200
         assert alone.get("/").status_code == 200  # the storefront too
+        # an item the run does not know is looked for among those posted since the build
         score = {"algo": "cosine-sim", "type": "item-item", "item": ["P000001"]}
-        assert alone.post("/score", json={**score, "items2": ["P000002"]}).status_code == 200
+        scored = alone.post("/score", json={**score, "items2": ["P000002", "NEW-1"]})
+        assert scored.status_code == 200
+        assert "NEW-1" not in scored.json()["results"][0]["matched_entities"]
         event = {"user_id": buyer, "item_id": "P000003", "event_type": "view"}
         assert alone.post("/events", json=event, headers=KEY).status_code == 202  # on the bus
         metrics = _samples(alone)
         assert metrics["shoprec_live_state_errors_total", ()] == 1
-        assert metrics["shoprec_live_state_skipped_total", ()] >= 3
+        # skipped: the list, the profile, the storefront's list, the new item's embedding and
+        # the event's application
+        assert metrics["shoprec_live_state_skipped_total", ()] == 5
         # once the time is up it is read again (and still failing, counted again)
         service = alone.app.state.service  # type: ignore[attr-defined]
         monkeypatch.setattr(service, "_state_retry_at", 0.0)
@@ -242,11 +262,20 @@ def test_a_run_that_fails_to_load_is_reported_until_a_good_one_is_published(
     for pickled in (models / broken).glob("*.pkl"):
         pickled.write_bytes(b"not a model")
     with TestClient(create_app(settings, web=False)) as alone:
+        registry = alone.app.state.service.registry  # type: ignore[attr-defined]
         assert alone.post(f"/admin/publish/{broken}", headers=KEY).status_code == 409
         failing = _samples(alone)
         assert failing["shoprec_model_reload_failing", ()] == 1
         assert failing["shoprec_model_loads_total", ()] == 1
+        assert failing["shoprec_model_load_failures_total", ()] == 1
         assert alone.get("/ready").status_code == 200  # the good run keeps serving
+        # the watcher does not load the broken run again at every poll ...
+        assert not registry.refresh()
+        time.sleep(3 * settings.serving.reload_seconds)
+        assert registry.failed_loads == 1
+        # ... but an operator's reload tries it now
+        assert alone.post("/admin/reload", headers=KEY).json()["reloaded"] is False
+        assert registry.failed_loads == 2
         # publishing the served run again (a rollback) clears the failure
         rolled_back = alone.post(f"/admin/publish/{good}", headers=KEY)
         assert rolled_back.status_code == 200, rolled_back.text

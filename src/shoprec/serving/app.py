@@ -258,7 +258,8 @@ class Service:
             registry=self.metrics,
         )
         self._state_retry_at = 0.0
-        self.metrics.register(LiveCollector(self))
+        self.collector = LiveCollector(self)
+        self.metrics.register(self.collector)
 
     @property
     def engine(self) -> Engine:
@@ -277,7 +278,7 @@ class Service:
         process runs the worker; the state applies each event once by id, so the worker's own
         application of the same events from the bus is a no-op, and it still folds them into
         the users' vectors, appends them to the lake and acknowledges them. Should the state
-        refuse here, the worker applies them from the bus as usual."""
+        refuse here (see :meth:`live`), the worker applies them from the bus as usual."""
         received = datetime.now(UTC)
         rows = []
         for position, event in enumerate(events):
@@ -290,12 +291,8 @@ class Service:
         except ShoprecError as exc:
             raise HTTPException(503, f"the event bus cannot take events now: {exc}") from None
         self.events_accepted.inc(len(rows))
-        try:
-            self.state.apply_each(rows)
-        except Exception as exc:  # the bus has them: the worker applies them
-            log.warning(
-                "live state refused %d events (the worker applies them): %s", len(rows), exc
-            )
+        refused: list[bool] = []
+        self.live(self.state.apply_each, refused, rows)  # if it cannot, the worker applies them
         return [row["event_id"] for row in rows]
 
     def history(self, user_id: str) -> list[tuple[str, str]]:
@@ -318,6 +315,10 @@ class Service:
             self.live_state_errors.inc()
             log.warning("serving without live data for %.0f s: %s", STATE_RETRY_SECONDS, exc)
             return fallback
+
+    def item_vectors(self, space: str, keys: Sequence[tuple[str, str]]) -> list[np.ndarray | None]:
+        """Embeddings of items posted since the build (none while the state cannot answer)."""
+        return self.live(self.state.item_vectors, [None] * len(keys), space, keys)
 
     def recommendations(
         self,
@@ -363,6 +364,7 @@ class Service:
             self.worker.start()
 
     def stop(self) -> None:
+        self.collector.close()
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
@@ -540,11 +542,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
     @app.post("/score", tags=["scoring"], response_model=ScoreResponse)
     async def score(served: Served, request: ScoreRequest) -> Response:
         """Scores between two lists of entities, by their embeddings, in one computation."""
-
-        def live(space: str, keys: Sequence[tuple[str, str]]) -> list[np.ndarray | None]:
-            return service.live(service.state.item_vectors, [None] * len(keys), space, keys)
-
-        body = score_batch(served, request, live=live)
+        body = score_batch(served, request, live=service.item_vectors)
         return Response(body, media_type="application/json")
 
     # -- events ---------------------------------------------------------------------------------
@@ -699,7 +697,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
 
     @app.post("/admin/reload", tags=["registry"], dependencies=[Depends(require_key)])
     def reload() -> dict[str, Any]:
-        swapped = service.registry.refresh()
+        swapped = service.registry.refresh(force=True)
         if not service.registry.ready:
             raise NotReadyError(service.registry.last_error or "no published run")
         return {"reloaded": swapped, "run_id": service.engine.run_id}
@@ -712,7 +710,7 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
             publish(service.workspace, run_id)
         except ShoprecError as exc:
             raise HTTPException(404, str(exc)) from None
-        service.registry.refresh()
+        service.registry.refresh(force=True)
         if service.registry.last_error:
             raise HTTPException(409, service.registry.last_error)
         return {"published": run_id, "run_id": service.engine.run_id}

@@ -1,9 +1,9 @@
 """What an operator reads on ``/metrics`` about the served model and the real-time path, taken
 at scrape time from the registry, the worker and the bus (nothing is counted twice).
 
-- ``shoprec_model_info{run_id, model}`` (1 for the served run), ``shoprec_model_loads_total``
-  and ``shoprec_model_reload_failing`` (1 while a newer published run fails to load and the old
-  one keeps serving);
+- ``shoprec_model_info{run_id, model}`` (1 for the served run), ``shoprec_model_loads_total``,
+  ``shoprec_model_load_failures_total`` and ``shoprec_model_reload_failing`` (1 while a newer
+  published run fails to load and the old one keeps serving);
 - ``shoprec_worker_events_total{outcome}``: events the worker thread took, by what became of
   them (``applied``, ``duplicate`` — already in the live state, ``dead_lettered``,
   ``lake_added``, ``acknowledged``), ``shoprec_worker_items_total{outcome}`` for catalogue
@@ -43,9 +43,17 @@ class LiveCollector(Collector):
 
     def __init__(self, service: Service) -> None:
         self.service = service
-        self._asking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoprec-metrics")
+        self._asking: ThreadPoolExecutor | None = None  # started by the first scrape
         self._question: Future[tuple[int, int]] | None = None
         self._lock = threading.Lock()  # scrapes may come at once
+
+    def close(self) -> None:
+        """Stop the thread that asks the bus (the server is stopping); a later scrape starts
+        another."""
+        with self._lock:
+            if self._asking is not None:
+                self._asking.shutdown(wait=False, cancel_futures=True)
+            self._asking, self._question = None, None
 
     def collect(self) -> Iterator[Metric]:
         yield from self._model()
@@ -65,6 +73,11 @@ class LiveCollector(Collector):
             "shoprec_model_loads", "Runs loaded since the server started", value=registry.loads
         )
         failing = engine is not None and registry.last_error is not None
+        yield CounterMetricFamily(
+            "shoprec_model_load_failures",
+            "Attempts to load a published run that failed",
+            value=registry.failed_loads,
+        )
         yield GaugeMetricFamily(
             "shoprec_model_reload_failing",
             "1 while a newer published run cannot be loaded (the old one keeps serving)",
@@ -135,6 +148,8 @@ class LiveCollector(Collector):
         with self._lock:
             if self._question is None or self._question.done():
                 bus = self.service.bus
+                if self._asking is None:
+                    self._asking = ThreadPoolExecutor(1, thread_name_prefix="shoprec-metrics")
                 self._question = self._asking.submit(lambda: (bus.pending(), bus.backlog()))
             question = self._question
         try:

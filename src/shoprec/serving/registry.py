@@ -3,7 +3,9 @@
 A request takes :attr:`Registry.engine` once and uses that engine to the end, so a swap never
 fails a request in flight: the new run is loaded completely beside the old one, then one
 reference assignment makes it current. A watcher thread polls ``CURRENT``; a run that fails to
-load is reported and the old one keeps serving.
+load is reported and the old one keeps serving, and the watcher tries that run again only every
+``RETRY_FAILED_SECONDS`` (not at every poll: loading a large run costs seconds of CPU each time),
+sooner when ``CURRENT`` changes or when asked to (``refresh(force=True)``: the admin routes).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from shoprec.serving.engine import Engine
 __all__ = ["NotReadyError", "Registry"]
 
 log = logging.getLogger("shoprec.serving")
+
+RETRY_FAILED_SECONDS = 60.0
 
 
 class NotReadyError(ShoprecError):
@@ -43,6 +47,8 @@ class Registry:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self.loads = 0
+        self.failed_loads = 0
+        self._failed: tuple[str, float] | None = None  # a run that failed, and when to retry it
 
     @property
     def engine(self) -> Engine:
@@ -69,14 +75,24 @@ class Registry:
         except OSError:
             return None
 
-    def refresh(self) -> bool:
-        """Load the published run if it is not the one being served; True if it swapped."""
+    def refresh(self, *, force: bool = False) -> bool:
+        """Load the published run if it is not the one being served; True if it swapped. A
+        run that failed to load is tried again after ``RETRY_FAILED_SECONDS``, or now with
+        ``force``."""
         with self._load_lock:
             pointed = self._pointer()
             if pointed is None:
                 return False
             if self._engine is not None and self._engine.run_id == pointed:
                 self.last_error = None  # published again (a rollback): nothing fails to load
+                self._failed = None
+                return False
+            if (
+                not force
+                and self._failed is not None
+                and self._failed[0] == pointed
+                and time.monotonic() < self._failed[1]
+            ):
                 return False
             started = time.perf_counter()
             try:
@@ -84,7 +100,9 @@ class Registry:
                 engine = Engine(self.workspace, run_id, manifest, settings=self.settings)
             except Exception as exc:  # keep serving the old run; say why the new one failed
                 self.last_error = f"cannot load run {pointed}: {exc}"
-                log.error(self.last_error)
+                self.failed_loads += 1
+                self._failed = (pointed, time.monotonic() + RETRY_FAILED_SECONDS)
+                log.error("%s (tried again in %.0f s)", self.last_error, RETRY_FAILED_SECONDS)
                 return False
             previous = self._engine.run_id if self._engine is not None else None
             self._engine = engine
@@ -93,6 +111,7 @@ class Registry:
             gc.collect()
             gc.freeze()
             self.last_error = None
+            self._failed = None
             self.loads += 1
             log.info(
                 "serving run %s (was %s), loaded in %.2f s",
