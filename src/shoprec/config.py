@@ -209,7 +209,11 @@ class Settings(BaseSettings):
         default_factory=lambda: {kind: {"kind": kind} for kind in _MODEL_KINDS},
         description="name -> model config (kind plus hyperparameters)",
     )
-    default_model: str = Field(default="two_stage", description="the model 'recommend' serves")
+    default_model: str = Field(
+        default="auto",
+        description="the model 'recommend' serves; auto: the two-stage model, which serves "
+        "whichever of its ranker, fusion or generators its validation gate found best",
+    )
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
@@ -290,7 +294,7 @@ def _check_references(settings: Settings, where: str) -> None:
             parse_model_config(model)
         except ConfigError as exc:
             raise ConfigError(f"{where}: models.{name}: {exc}") from None
-    if settings.default_model not in settings.models:
+    if settings.default_model != "auto" and settings.default_model not in settings.models:
         known = ", ".join(settings.models) or "none"
         raise ConfigError(
             f"{where}: default_model {settings.default_model!r} is not among the models ({known})"

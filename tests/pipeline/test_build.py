@@ -73,9 +73,16 @@ def test_two_stage_without_enough_history_fuses_ranks(tmp_path: Path) -> None:
         .unique("user_id", keep="first")
         .with_columns(pl.col("user_id") + "-" + pl.col("item_id"))
     )
-    build(once, load_settings(workspace=tmp_path))
+    result = build(once, load_settings(workspace=tmp_path))
     model, _ = load_model(tmp_path)
     assert getattr(model, "fallback_", None) == (
-        "no labelled users in the training window: reciprocal-rank fusion"
+        "no labelled users to train on: reciprocal-rank fusion"
     )
     assert model.recommend(["u1", "u2"], k=2).height == 4
+    # the build says so, and the run's manifest keeps it
+    assert result.warnings == (
+        "two_stage: ranker not used: no labelled users to train on: reciprocal-rank fusion",
+    )
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["warnings"] == list(result.warnings)
+    assert manifest["validation"]["serves"] != "ranker"

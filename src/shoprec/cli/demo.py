@@ -17,7 +17,7 @@ from shoprec.cli.common import (
     settings_for,
 )
 from shoprec.cli.data import generate, print_summary
-from shoprec.cli.models import evaluate_workspace, print_results
+from shoprec.cli.models import evaluate_workspace, print_results, print_validation
 from shoprec.cli.serving import serve
 from shoprec.data.ingest import ingest as ingest_files
 from shoprec.data.lake import Lake
@@ -96,6 +96,7 @@ def demo(
     console.print(
         f"published run {built.run_id} (default model: {built.default_model})", soft_wrap=True
     )
+    print_validation(built)
     if not serve_after:
         console.print("serve it with: shoprec serve", soft_wrap=True)
         return

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from shoprec.config import Settings
     from shoprec.evaluation.runner import EvaluationResult
     from shoprec.models import ModelConfig
+    from shoprec.pipeline.build import BuildResult
 
 # The models, the evaluation and matplotlib load inside the commands that use them, so that
 # 'shoprec ingest' and '--help' start quickly.
@@ -227,8 +228,48 @@ def build(
             marker = " (default)" if name == result.default_model else ""
             table.add_row(name + marker, f"{seconds:.2f}")
         console.print(table)
+        print_validation(result)
 
     run(body)
+
+
+def print_validation(result: BuildResult) -> None:
+    """The default model's validation gate: what it learned from, each scorer's NDCG on the
+    validation users, what it serves and why; warnings in yellow."""
+    gate = result.validation
+    for warning in result.warnings:
+        errors.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if not gate:
+        console.print(f"default model: {result.default_model}", soft_wrap=True)
+        return
+    labels, examples = gate.get("labels") or {}, gate.get("examples") or {}
+    console.print(
+        f"labels: {', '.join(labels.get('event_types') or []) or 'none'} ({labels.get('why')})",
+        soft_wrap=True,
+        highlight=False,
+    )
+    console.print(
+        f"training examples: {examples.get('scheme')} ({examples.get('why')})",
+        soft_wrap=True,
+        highlight=False,
+    )
+    if gate["table"]:
+        first = gate["table"][0]
+        table = Table(
+            title=f"validation: {first['users']:,} users whose labels no model saw", box=box.SIMPLE
+        )
+        table.add_column("scorer")
+        table.add_column(f"NDCG@{first['k']}", justify="right")
+        table.add_column(f"recall@{first['k']}", justify="right")
+        for row in gate["table"]:
+            marker = " (served)" if row["scorer"] == gate["serves"] else ""
+            table.add_row(row["scorer"] + marker, f"{row['ndcg']:.4f}", f"{row['recall']:.4f}")
+        console.print(table)
+    console.print(
+        f"published: {result.default_model} serves its {gate['serves']} ({gate['why']})",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 def _read_users(path: Path) -> list[str]:

@@ -187,6 +187,13 @@ class Recommender(ABC, Generic[C]):
         """Learn from ``dataset``; a second call replaces the first."""
         if dataset.interactions.height == 0 and dataset.baskets.height == 0:
             raise DataError("cannot fit on an empty training set (no interactions)")
+        self._bind(dataset)
+        self._fit(dataset)
+        return self
+
+    def _bind(self, dataset: Dataset) -> None:
+        """What every model keeps of its training data: the id maps, the user × item matrix,
+        popularity, titles and categories."""
         self.user_ids_: IdMap = dataset.user_ids
         self.item_ids_: IdMap = dataset.item_ids
         self.user_items_: sp.csr_matrix = dataset.matrix()
@@ -203,8 +210,6 @@ class Recommender(ABC, Generic[C]):
         self.item_categories_: list[str | None] = (
             dataset.item_column("category").cast(pl.String).to_list()
         )
-        self._fit(dataset)
-        return self
 
     @abstractmethod
     def _fit(self, dataset: Dataset) -> None: ...

@@ -24,12 +24,21 @@ from shoprec.config import Settings
 from shoprec.data.dataset import Dataset
 from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID
 from shoprec.exceptions import DataError, LakeError
-from shoprec.models import Recommender, model_from_config
+from shoprec.models import Recommender, fit_model, shared_fits
 
 if TYPE_CHECKING:
     from shoprec.evaluation.runner import EvaluationResult
 
-__all__ = ["BuildResult", "build", "current_run", "list_runs", "load_model", "publish"]
+__all__ = [
+    "BuildResult",
+    "build",
+    "current_run",
+    "gate_summary",
+    "list_runs",
+    "load_model",
+    "publish",
+    "resolve_default",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +49,37 @@ class BuildResult:
     run_dir: Path
     fit_seconds: dict[str, float]
     default_model: str
+    validation: dict[str, Any] | None = None  # the default model's gate (two-stage)
+    warnings: tuple[str, ...] = ()
+
+
+def resolve_default(default_model: str, models: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """The model a run serves by default, and why: ``auto`` is the first two-stage model
+    (its validation gate picks what it serves), else the first model."""
+    if default_model != "auto":
+        return default_model, "configured"
+    for name, config in models.items():
+        if config.get("kind") == "two_stage":
+            return name, "auto: the two-stage model, which serves what its validation gate chose"
+    first = next(iter(models))
+    return first, "auto: no two-stage model is configured; the first model"
+
+
+def gate_summary(model: Recommender[Any]) -> dict[str, Any] | None:
+    """What a two-stage model's validation gate found, for the manifest and the build output."""
+    if not hasattr(model, "validation_"):
+        return None
+    labels = getattr(model, "labels_", None)
+    scheme = getattr(model, "scheme_", None)
+    return {
+        "labels": labels.to_dict() if labels is not None else None,
+        "examples": scheme.to_dict() if scheme is not None else None,
+        "table": model.validation_,
+        "serves": getattr(model, "scorer_choice", None),
+        "why": getattr(model, "choice_reason_", None),
+        "exclude_seen": getattr(model, "exclude_seen_", None),
+        "warnings": list(getattr(model, "warnings_", [])),
+    }
 
 
 def _fingerprint(events: pl.DataFrame) -> dict[str, Any]:
@@ -95,19 +135,36 @@ def build(
     run_dir.mkdir(parents=True)
     fit_seconds: dict[str, float] = {}
     entries: dict[str, Any] = {}
-    for name, config in settings.models.items():
-        if on_model is not None:
-            on_model(name)
-        started = time.perf_counter()
-        model = model_from_config(config).fit(dataset)
-        fit_seconds[name] = time.perf_counter() - started
-        model.save(run_dir / f"{name}.pkl")
-        entries[name] = {
-            "kind": model.config.kind,
-            "config": model.config.model_dump(mode="json"),
-            "file": f"{name}.pkl",
-            "fit_seconds": round(fit_seconds[name], 3),
-        }
+    default_model, default_why = resolve_default(settings.default_model, settings.models)
+    # Two-stage models first: the generators they fit on all the data are the standalone
+    # models of the same config (fitted once).
+    order = sorted(settings.models, key=lambda n: settings.models[n].get("kind") != "two_stage")
+    validation: dict[str, Any] | None = None
+    warnings: list[str] = []
+    with shared_fits():
+        for name in order:
+            if on_model is not None:
+                on_model(name)
+            started = time.perf_counter()
+            model = fit_model(settings.models[name], dataset)
+            fit_seconds[name] = time.perf_counter() - started
+            model.save(run_dir / f"{name}.pkl")
+            entries[name] = {
+                "kind": model.config.kind,
+                "config": model.config.model_dump(mode="json"),
+                "file": f"{name}.pkl",
+                "fit_seconds": round(fit_seconds[name], 3),
+            }
+            summary = gate_summary(model)
+            if summary is not None:
+                entries[name]["validation"] = summary
+                warnings += [f"{name}: {w}" for w in summary["warnings"]]
+                for line in summary["warnings"]:
+                    logger.warning("%s: %s", name, line)
+                if name == default_model:
+                    validation = summary
+    entries = {name: entries[name] for name in settings.models}
+    fit_seconds = {name: fit_seconds[name] for name in settings.models}
     manifest = {
         "run_id": run_id,
         "created_at": stamp.isoformat(),
@@ -118,7 +175,10 @@ def build(
         "event_weights": settings.event_weights.model_dump(mode="json"),
         "models": entries,
         "embeddings": enrichment,
-        "default_model": settings.default_model,
+        "default_model": default_model,
+        "default_model_why": default_why,
+        "validation": validation,
+        "warnings": warnings,
         "metrics": {},
     }
     if evaluation is not None:
@@ -142,7 +202,7 @@ def build(
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     if publish_run:
         publish(settings.workspace, run_id)
-    return BuildResult(run_id, run_dir, fit_seconds, settings.default_model)
+    return BuildResult(run_id, run_dir, fit_seconds, default_model, validation, tuple(warnings))
 
 
 def _enrich(items: pl.DataFrame, settings: Settings) -> tuple[pl.DataFrame, dict[str, Any]]:

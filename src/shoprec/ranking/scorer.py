@@ -20,6 +20,7 @@ import polars as pl
 from shoprec.data.schema import ITEM_ID, USER_ID
 from shoprec.features.build import PAIR_COUNTS
 from shoprec.ranking.compiled import compile_ranker
+from shoprec.ranking.gate import scorer_values
 from shoprec.ranking.two_stage import TASTE_PRIOR as _PRIOR
 
 if TYPE_CHECKING:
@@ -206,8 +207,11 @@ class CandidateScorer:
         ]
         self.booster = getattr(model.ranker_, "booster_", None)
         # The same predictions, compiled (see shoprec.ranking.compiled); LightGBM's otherwise.
+        serves_ranker = model.scorer_choice == "ranker"
         self.compiled = (
-            compile_ranker(self.booster, compiled_cache) if self.booster is not None else None
+            compile_ranker(self.booster, compiled_cache)
+            if self.booster is not None and serves_ranker
+            else None
         )
         info = model.item_info_
         available = (
@@ -342,10 +346,15 @@ class CandidateScorer:
     ) -> ScoredList:
         """Rank one user's candidates and apply the rules: availability, blocks, diversity
         cap and pinned positions."""
-        if self.booster is not None:
-            predicted = self.predict(self.features(user_id, items, scores, ranks))
-        else:
-            predicted = np.nansum(1.0 / (60.0 + ranks), axis=1)
+        choice = self.model.scorer_choice
+        predicted = scorer_values(
+            choice,
+            ranks,
+            list(self.model.generators_),
+            (lambda: self.predict(self.features(user_id, items, scores, ranks)))
+            if choice == "ranker"
+            else None,
+        )
         keep = ~self.unavailable[items]
         items, predicted = items[keep], predicted[keep]
         order = np.argsort(-predicted, kind="stable")

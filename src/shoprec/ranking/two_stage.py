@@ -17,7 +17,9 @@ its category's activity per day on sale, and the shopper's share of the item's p
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -32,12 +34,31 @@ from shoprec.exceptions import DataError
 from shoprec.features.build import PAIR_COUNTS, FeatureConfig, FeatureTables, compute_features
 from shoprec.features.encoding import CategoricalEncoder, haversine_km
 from shoprec.models.base import ModelConfig, Recommender
+from shoprec.ranking.examples import (
+    assign_roles,
+    choose_labels,
+    choose_scheme,
+    per_user_holdout,
+    positive_events,
+)
+from shoprec.ranking.gate import choose_scorer, scorer_values, validation_table
 from shoprec.ranking.rules import RulesConfig, apply_rules
 
-__all__ = ["Ranker", "TwoStageConfig", "TwoStageModel", "candidate_frame"]
+__all__ = ["Ranker", "TwoStageConfig", "TwoStageModel", "candidate_frame", "scoring_memo"]
 
 _NOT_CANDIDATE = -1e6
 _batch = threading.local()  # per thread: the generator behind each candidate of the batch
+
+
+@contextmanager
+def scoring_memo() -> Iterator[None]:
+    """Within the block, scoring the same users again reuses their candidates and features
+    (the validation gate scores one set of users once per scorer)."""
+    _batch.memo = {}
+    try:
+        yield
+    finally:
+        _batch.memo = None
 
 
 class Ranker(Protocol):
@@ -68,7 +89,34 @@ class TwoStageConfig(ModelConfig):
     candidates: dict[str, int] = Field(
         default_factory=dict, description="candidates from a given generator, overriding the above"
     )
-    label_event_types: list[str] = Field(default_factory=lambda: ["purchase"])
+    label_event_types: list[str] | None = Field(
+        default=None,
+        description="events that label a positive; default: purchases where the data has them, "
+        "else the event types with the highest weight (see shoprec.ranking.examples)",
+    )
+    label_min_rating: float | Literal["auto"] | None = Field(
+        default="auto",
+        description="ratings (value-weighted types) below this are not positives; auto: the "
+        "middle of the values seen; null: every rating",
+    )
+    example_scheme: Literal["auto", "time_window", "last_per_user", "random_per_user"] = Field(
+        default="auto", description="how training examples are cut (chosen from the data)"
+    )
+    holdout_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="share of a user's positives held out (random)"
+    )
+    stop_share: float = Field(
+        default=0.15, ge=0, lt=0.5, description="share of example users for early stopping"
+    )
+    gate_share: float = Field(
+        default=0.25, ge=0, lt=0.5, description="share of example users the gate scores on"
+    )
+    gate_k: int = Field(default=10, ge=1, le=100, description="the gate's NDCG cut-off")
+    scorer: str = Field(
+        default="auto",
+        description="what orders the candidates: auto (the best on the validation gate), "
+        "ranker, fusion, or the name of one generator",
+    )
     label_window_days: float | None = Field(
         default=None, gt=0, description="default: label_window_share of the data's time span"
     )
@@ -76,7 +124,7 @@ class TwoStageConfig(ModelConfig):
     train_windows: int = Field(
         default=1, ge=1, le=6, description="consecutive labelled windows to train on"
     )
-    max_train_users: int = Field(default=4000, ge=10)
+    max_train_users: int = Field(default=5000, ge=10)
     ranker: dict[str, Any] = Field(
         default_factory=lambda: {
             "objective": "lambdarank",
@@ -92,6 +140,12 @@ class TwoStageConfig(ModelConfig):
         }
     )
     early_stopping_rounds: int = Field(default=40, ge=1)
+    min_trees: int = Field(
+        default=30,
+        ge=1,
+        description="early stopping never leaves the refitted ranker fewer trees (the NDCG of a "
+        "few stopping users is noisy)",
+    )
     refit_with_validation: bool = Field(
         default=True,
         description="once early stopping has chosen the number of trees, refit the ranker on "
@@ -121,20 +175,49 @@ def _repeat_rate(events: pl.DataFrame, types: Sequence[str]) -> float:
     return float(again or 0.0)
 
 
+@dataclass
+class _Block:
+    """Labelled examples of one role, or the gate users with what scoring them needs."""
+
+    role: str  # train, stop or gate
+    frame: pl.DataFrame | None
+    gate_users: list[str]
+    labels: pl.DataFrame = field(default_factory=pl.DataFrame)
+    history: pl.DataFrame | None = None
+    data: Dataset | None = None
+    generators: dict[str, Recommender[Any]] | None = None
+    as_of: datetime | None = None
+
+
+def _stack(frames: Sequence[pl.DataFrame | None]) -> pl.DataFrame | None:
+    present = [f for f in frames if f is not None and f.height]
+    if not present:
+        return None
+    return pl.concat(present, how="diagonal_relaxed").sort(USER_ID, "__window", ITEM_ID)
+
+
+def _constant(predicted: np.ndarray) -> bool:
+    """Whether a ranker's predictions carry no order (every candidate the same score)."""
+    return predicted.size == 0 or float(np.ptp(predicted)) <= 1e-9
+
+
 def candidate_frame(
     generators: dict[str, Recommender[Any]],
     user_ids: list[str],
     per_generator: int | Mapping[str, int],
     history: pl.DataFrame | None = None,
+    *,
+    exclude_seen: bool = False,
 ) -> pl.DataFrame:
     """The union of every generator's top items: one row per (user, item), each generator's
     score and rank as columns (null where it did not propose the item). ``per_generator`` is
-    one count for all, or a count per generator name."""
+    one count for all, or a count per generator name; with ``exclude_seen`` each generator
+    proposes only items the user has not interacted with."""
     merged: pl.DataFrame | None = None
     for name, model in generators.items():
         count = per_generator if isinstance(per_generator, int) else per_generator[name]
         recs = model.recommend(
-            user_ids, k=count, exclude_seen=False, history=history, explain=False
+            user_ids, k=count, exclude_seen=exclude_seen, history=history, explain=False
         )
         part = recs.select(
             USER_ID,
@@ -242,40 +325,201 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         start = events.get_column(TS).min()
         if not isinstance(end, datetime) or not isinstance(start, datetime):
             raise DataError("cannot fit the two-stage model without timestamps")
+        config = self.config
         window = (
-            timedelta(days=self.config.label_window_days)
-            if self.config.label_window_days
-            else (end - start) * self.config.label_window_share
+            timedelta(days=config.label_window_days)
+            if config.label_window_days
+            else (end - start) * config.label_window_share
         )
         items = dataset.items.drop("item_index")
-        self.items_ = items
-        # Training windows one after another, the last one kept for early stopping.
-        count = self.config.train_windows
-        blocks = [
-            self._block(
-                events, items, dataset, end - (count + 1 - i) * window, end - (count - i) * window
-            )
-            for i in range(count + 1)
-        ]
-        valid = blocks[-1]
-        learned = [b for b in blocks[:-1] if b is not None]
-        train = (
-            pl.concat(learned, how="diagonal_relaxed").sort(USER_ID, "__window", ITEM_ID)
-            if learned
-            else None
+        self.warnings_: list[str] = []
+        self.labels_ = choose_labels(
+            events, config.label_event_types, dataset.weights, config.label_min_rating
         )
+        positives = positive_events(events, self.labels_)
+        self.scheme_ = choose_scheme(
+            events, positives, self.labels_, dataset.weights, window, config.example_scheme
+        )
+        self.repeat_rate_ = _repeat_rate(positives, self.labels_.event_types)
+        self.exclude_seen_ = config.seen == "exclude" or (
+            config.seen == "auto" and self.repeat_rate_ < config.repeat_rate_threshold
+        )
+        blocks = self._examples(events, items, dataset, end, window)
+        learned = [b.frame for b in blocks if b.frame is not None and b.role == "train"]
+        stop = [b.frame for b in blocks if b.frame is not None and b.role == "stop"]
+        train = _stack(learned)
+        valid = _stack(stop)
         self.ranker_: Ranker | None = None
         self.fallback_: str | None = None
         self.feature_importance_: dict[str, float] = {}
-        if train is None:
-            # Too little history to learn from: fuse the generators' ranks instead.
-            self.fallback_ = "no labelled users in the training window: reciprocal-rank fusion"
-            self.encoders_: list[CategoricalEncoder] = []
-            self.numeric_names_: list[str] = []
-            self.feature_names_: list[str] = []
+        self.encoders_: list[CategoricalEncoder] = []
+        self.numeric_names_: list[str] = []
+        self.feature_names_: list[str] = []
+        if not self.labels_.event_types:
+            self.fallback_ = f"no positive events ({self.labels_.reason}): reciprocal-rank fusion"
+        elif train is None:
+            self.fallback_ = "no labelled users to train on: reciprocal-rank fusion"
         else:
             self._learn(train, valid)
-        self.generators_ = self._fit_generators(dataset)
+            if self.ranker_ is not None and _constant(self._predict(_stack([train, valid]))):
+                self.fallback_ = "the ranker predicts the same score for every candidate"
+        if self.fallback_ is not None:
+            self.warnings_.append(f"ranker not used: {self.fallback_}")
+        gate = next((b for b in blocks if b.gate_users), None)
+        self.validation_: list[dict[str, Any]] = []
+        if gate is not None:
+            self.validation_ = self._validate(gate, items, dataset)
+        self.choice_, self.choice_reason_ = choose_scorer(
+            config.scorer,
+            self.validation_,
+            list(config.generators),
+            self.ranker_ is not None and self.fallback_ is None,
+        )
+        for row in self.validation_:
+            row.pop("per_user", None)
+        if self.ranker_ is not None and self.fallback_ is None and config.refit_with_validation:
+            everything = _stack([b.frame for b in blocks if b.frame is not None])
+            if everything is not None and self._best_iteration:
+                self.ranker_ = self._refit(everything, self._best_iteration)
+        self._assemble(events, dataset, self._fit_generators(dataset), end)
+
+    def _examples(
+        self,
+        events: pl.DataFrame,
+        items: pl.DataFrame,
+        dataset: Dataset,
+        end: datetime,
+        window: timedelta,
+    ) -> list[_Block]:
+        """The labelled blocks of the chosen scheme, each with its users' roles."""
+        config = self.config
+        if not self.labels_.event_types:
+            return []
+        scheme = self.scheme_.scheme
+        if scheme == "time_window":
+            count = config.train_windows
+            blocks = []
+            for i in range(count + 1):
+                as_of = end - (count + 1 - i) * window
+                until = end - (count - i) * window
+                history = events.filter(pl.col(TS) < as_of)
+                labelled = positive_events(
+                    events.filter((pl.col(TS) >= as_of) & (pl.col(TS) < until)), self.labels_
+                ).select(USER_ID, ITEM_ID)
+                # The earlier windows train; the last one stops the training (the number of
+                # trees that generalises forward in time) and is the gate's: the model as of
+                # its start, scored on what came next.
+                last = config.stop_share + config.gate_share
+                shares = (
+                    (config.stop_share / last, config.gate_share / last)
+                    if i == count
+                    else (0.0, 0.0)
+                )
+                blocks += self._block(history, labelled, as_of, items, dataset, shares, as_of)
+            return blocks
+        history, labelled = per_user_holdout(
+            events,
+            self.labels_,
+            scheme,
+            max_users=config.max_train_users,
+            fraction=config.holdout_fraction,
+            seed=config.seed,
+        )
+        shares = (config.stop_share, config.gate_share)
+        return self._block(
+            history, labelled, end + timedelta(microseconds=1), items, dataset, shares
+        )
+
+    def _block(
+        self,
+        history: pl.DataFrame,
+        labelled: pl.DataFrame,
+        as_of: datetime,
+        items: pl.DataFrame,
+        dataset: Dataset,
+        shares: tuple[float, float],
+        window: datetime | None = None,
+    ) -> list[_Block]:
+        """Candidates with features as of ``as_of`` from ``history``, labelled by
+        ``labelled`` pairs; ``shares`` of the users stop the training and are the gate's, the
+        rest train."""
+        config = self.config
+        labels = labelled.unique().with_columns(pl.lit(1).alias("label"))
+        known = history.filter(pl.col(USER_ID).is_not_null()).select(USER_ID).unique()
+        users = labels.select(USER_ID).unique().join(known, on=USER_ID, how="semi").sort(USER_ID)
+        if users.height == 0 or history.height == 0:
+            return []
+        if users.height > config.max_train_users:
+            users = users.sample(config.max_train_users, seed=config.seed)
+        roles = assign_roles(users.get_column(USER_ID).to_list(), shares, config.seed)
+        block_data = Dataset.from_events(
+            history, items=items, users=dataset.users, weights=dataset.weights
+        )
+        generators = self._fit_generators(block_data)
+        features = compute_features(
+            history, as_of, items=items, users=dataset.users, config=config.features
+        )
+        stamp = (window or as_of).timestamp()
+        out = []
+        for role, members in (("train", roles.train), ("stop", roles.stop), ("gate", roles.gate)):
+            if not members:
+                continue
+            candidates = candidate_frame(
+                generators, members, self._candidate_counts(), exclude_seen=self.exclude_seen_
+            )
+            frame = self._with_features(candidates, features)
+            frame = frame.join(labels, on=[USER_ID, ITEM_ID], how="left").with_columns(
+                pl.col("label").fill_null(0)
+            )
+            # Users without a single labelled candidate teach the ranker nothing.
+            useful = frame.group_by(USER_ID).agg(pl.col("label").max()).filter(pl.col("label") > 0)
+            kept = frame.join(useful.select(USER_ID), on=USER_ID, how="semi")
+            # A user labelled in several windows forms one query group per window.
+            kept = kept.with_columns(pl.lit(stamp).alias("__window")).sort(USER_ID, ITEM_ID)
+            out.append(_Block(role, kept if kept.height else None, []))
+        if roles.gate:
+            gate_labels = labels.join(
+                pl.DataFrame({USER_ID: roles.gate}), on=USER_ID, how="semi"
+            ).select(USER_ID, ITEM_ID)
+            out.append(
+                _Block(
+                    "gate", None, roles.gate, gate_labels, history, block_data, generators, as_of
+                )
+            )
+        return out
+
+    def _validate(
+        self, gate: _Block, items: pl.DataFrame, dataset: Dataset
+    ) -> list[dict[str, Any]]:
+        """Every way this model can rank, scored on the gate users: the model as fitted on the
+        block's history (the same ``recommend`` that serves), each scorer in turn."""
+        assert gate.history is not None
+        assert gate.data is not None
+        assert gate.as_of is not None
+        probe = TwoStageModel(self.config)
+        probe._bind(gate.data)
+        for name in ("labels_", "scheme_", "repeat_rate_", "exclude_seen_", "warnings_"):
+            setattr(probe, name, getattr(self, name))
+        for name in ("encoders_", "numeric_names_", "feature_names_", "fallback_"):
+            setattr(probe, name, getattr(self, name))
+        probe.feature_importance_ = {}
+        probe.ranker_ = self.ranker_ if self.fallback_ is None else None
+        probe.validation_ = []
+        probe._assemble(gate.history, gate.data, gate.generators or {}, gate.as_of)
+        return validation_table(probe, gate.gate_users, gate.labels, k=self.config.gate_k)
+
+    def _assemble(
+        self,
+        events: pl.DataFrame,
+        dataset: Dataset,
+        generators: dict[str, Recommender[Any]],
+        end: datetime,
+    ) -> None:
+        """What serving needs besides the ranker: the generators, the features as of ``end``
+        and the item facts the rules read."""
+        items = dataset.items.drop("item_index")
+        self.items_ = items
+        self.generators_ = generators
         self.features_ = compute_features(
             events,
             end + timedelta(microseconds=1),
@@ -283,20 +527,17 @@ class TwoStageModel(Recommender[TwoStageConfig]):
             users=dataset.users,
             config=self.config.features,
         )
-        self.repeat_rate_ = _repeat_rate(events, self.config.label_event_types)
-        self.exclude_seen_ = self.config.seen == "exclude" or (
-            self.config.seen == "auto" and self.repeat_rate_ < self.config.repeat_rate_threshold
-        )
         self.item_info_ = self._item_info(items, end)
         paid = events.filter(
-            pl.col(EVENT_TYPE).is_in(self.config.label_event_types)
+            pl.col(EVENT_TYPE).is_in(self.labels_.event_types)
             & pl.col(USER_ID).is_not_null()
             & pl.col("price").is_not_null()
         )
         self.user_max_price_ = paid.group_by(USER_ID).agg(pl.col("price").max().alias("max_price"))
 
     def _learn(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
-        """Fit the encoders on the training block and the ranker on both blocks."""
+        """Fit the encoders on the training examples and the ranker on them, stopped on
+        ``valid``."""
         self.encoders_ = [
             CategoricalEncoder(column, encoding).fit(train.get_column(column))
             for column, encoding in self.config.features.encodings.items()
@@ -322,59 +563,9 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         }
 
     def _fit_generators(self, dataset: Dataset) -> dict[str, Recommender[Any]]:
-        from shoprec.models import model_from_config
+        from shoprec.models import fit_model
 
-        return {
-            name: model_from_config(config).fit(dataset)
-            for name, config in self.config.generators.items()
-        }
-
-    def _block(
-        self,
-        events: pl.DataFrame,
-        items: pl.DataFrame,
-        dataset: Dataset,
-        as_of: datetime,
-        until: datetime,
-    ) -> pl.DataFrame | None:
-        """Candidates with features as of ``as_of`` and labels from ``[as_of, until)``."""
-        past = events.filter(pl.col(TS) < as_of)
-        labels = (
-            events.filter(
-                (pl.col(TS) >= as_of)
-                & (pl.col(TS) < until)
-                & pl.col(EVENT_TYPE).is_in(self.config.label_event_types)
-                & pl.col(USER_ID).is_not_null()
-                & pl.col(ITEM_ID).is_not_null()
-            )
-            .select(USER_ID, ITEM_ID)
-            .unique()
-            .with_columns(pl.lit(1).alias("label"))
-        )
-        known = past.select(USER_ID).drop_nulls().unique()
-        users = labels.select(USER_ID).unique().join(known, on=USER_ID, how="semi")
-        if users.height == 0 or past.height == 0:
-            return None
-        users = users.sort(USER_ID)
-        if users.height > self.config.max_train_users:
-            users = users.sample(self.config.max_train_users, seed=self.config.seed)
-        block_data = Dataset.from_events(past, items=items, weights=dataset.weights)
-        generators = self._fit_generators(block_data)
-        candidates = candidate_frame(
-            generators, users.get_column(USER_ID).to_list(), self._candidate_counts()
-        )
-        features = compute_features(
-            events, as_of, items=items, users=dataset.users, config=self.config.features
-        )
-        frame = self._with_features(candidates, features)
-        frame = frame.join(labels, on=[USER_ID, ITEM_ID], how="left").with_columns(
-            pl.col("label").fill_null(0)
-        )
-        # Users without a single labelled candidate teach the ranker nothing.
-        useful = frame.group_by(USER_ID).agg(pl.col("label").max()).filter(pl.col("label") > 0)
-        kept = frame.join(useful.select(USER_ID), on=USER_ID, how="semi")
-        # A user labelled in several windows forms one query group per window.
-        return kept.with_columns(pl.lit(as_of.timestamp()).alias("__window")).sort(USER_ID, ITEM_ID)
+        return {name: fit_model(config, dataset) for name, config in self.config.generators.items()}
 
     def _with_features(self, candidates: pl.DataFrame, features: FeatureTables) -> pl.DataFrame:
         frame = (
@@ -412,53 +603,65 @@ class TwoStageModel(Recommender[TwoStageConfig]):
                 columns += [pl.lit(None, pl.Float64).alias(n) for n in encoder.output_columns]
         return frame.select(columns).to_numpy().astype(np.float32)
 
-    def _train_ranker(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> Ranker:
-        import lightgbm
-
-        ranker = lightgbm.LGBMRanker(**self.config.ranker)
-        groups = (
-            train.group_by(USER_ID, "__window", maintain_order=True)
+    def _groups(self, frame: pl.DataFrame) -> np.ndarray:
+        return (
+            frame.group_by(USER_ID, "__window", maintain_order=True)
             .len()
             .get_column("len")
             .to_numpy()
         )
-        fit_args: dict[str, Any] = {"group": groups}
+
+    def _train_ranker(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> Ranker:
+        """LightGBM on the training users, stopped early on the stopping users."""
+        import lightgbm
+
+        ranker: Any = lightgbm.LGBMRanker(**self.config.ranker)
+        fit_args: dict[str, Any] = {"group": self._groups(train)}
         if valid is not None and valid.height:
-            valid_groups = (
-                valid.group_by(USER_ID, maintain_order=True).len().get_column("len").to_numpy()
-            )
             fit_args.update(
                 eval_X=(self._matrix(valid),),
                 eval_y=(valid.get_column("label").to_numpy(),),
-                eval_group=[valid_groups],
+                eval_group=[self._groups(valid)],
                 eval_at=[10],
                 callbacks=[
                     lightgbm.early_stopping(self.config.early_stopping_rounds, verbose=False)
                 ],
             )
         ranker.fit(self._matrix(train), train.get_column("label").to_numpy(), **fit_args)
-        best = getattr(ranker, "best_iteration_", None)
-        if self.config.refit_with_validation and valid is not None and valid.height and best:
-            # The number of trees is settled; the latest window is the closest to serving time.
-            both = pl.concat(
-                [train, valid.with_columns(pl.lit(float("inf")).alias("__window"))],
-                how="diagonal_relaxed",
-            )
-            both_groups = (
-                both.group_by(USER_ID, "__window", maintain_order=True)
-                .len()
-                .get_column("len")
-                .to_numpy()
-            )
-            ranker = lightgbm.LGBMRanker(**{**self.config.ranker, "n_estimators": int(best)})
-            ranker.fit(self._matrix(both), both.get_column("label").to_numpy(), group=both_groups)
+        best = int(getattr(ranker, "best_iteration_", 0) or 0)
+        self._best_iteration = min(max(best, self.config.min_trees), ranker.n_estimators)
+        if best and self._best_iteration != best:  # stopped too early to trust: more trees
+            ranker = self._refit(train, self._best_iteration)
+        elif not best:
+            self._best_iteration = 0
+        self._remember_importance(ranker)
+        trained: Ranker = ranker
+        return trained
+
+    def _refit(self, frame: pl.DataFrame, trees: int) -> Ranker:
+        """The ranker again on every labelled user, with the number of trees early stopping
+        chose: the latest labels are the closest to serving time."""
+        import lightgbm
+
+        ranker = lightgbm.LGBMRanker(**{**self.config.ranker, "n_estimators": trees})
+        ranker.fit(
+            self._matrix(frame), frame.get_column("label").to_numpy(), group=self._groups(frame)
+        )
+        self._remember_importance(ranker)
+        return ranker
+
+    def _remember_importance(self, ranker: Ranker) -> None:
         importance = getattr(ranker, "feature_importances_", None)
         self.feature_importance_ = (
             dict(zip(self.feature_names_, np.asarray(importance).tolist(), strict=True))
             if importance is not None
             else {}
         )
-        return ranker
+
+    def _predict(self, frame: pl.DataFrame | None) -> np.ndarray:
+        if frame is None or self.ranker_ is None:
+            return np.empty(0, np.float32)
+        return np.asarray(self.ranker_.predict(self._matrix(frame)), dtype=np.float32)
 
     @staticmethod
     def _item_info(items: pl.DataFrame, end: datetime) -> pl.DataFrame:
@@ -497,15 +700,19 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         exclude = self.exclude_seen_ if exclude_seen is None else exclude_seen
         rules = self.config.rules
         depth = k + len(rules.blocked) + len(rules.pinned) + max(k, 20)
-        deep = super().recommend(
-            user_ids,
-            depth if k > 0 else k,
-            exclude_seen=exclude,
-            filter=filter,
-            history=history,
-            context=context,
-            explain=explain,
-        )
+        _batch.exclude = exclude
+        try:
+            deep = super().recommend(
+                user_ids,
+                depth if k > 0 else k,
+                exclude_seen=exclude,
+                filter=filter,
+                history=history,
+                context=context,
+                explain=explain,
+            )
+        finally:
+            _batch.exclude = False
         ranked = apply_rules(
             deep.select(USER_ID, ITEM_ID, "score"),
             self.item_info_,
@@ -534,6 +741,15 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         )
 
     # -- scoring ---------------------------------------------------------------------------------
+    @property
+    def scorer_choice(self) -> str:
+        """What orders the candidates: ``ranker``, ``fusion`` or a generator's name (runs
+        saved before the validation gate: the ranker when there is one)."""
+        chosen = getattr(self, "choice_", None)
+        if chosen is not None:
+            return str(chosen)
+        return "ranker" if self.ranker_ is not None else "fusion"
+
     def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
         ids = [
             self.user_ids_.to_external([u])[0] if u >= 0 else f"\x00cold-{i}"
@@ -555,15 +771,28 @@ class TwoStageModel(Recommender[TwoStageConfig]):
                     "weight": added.data[positive].astype(np.float64),
                 }
             )
-        candidates = candidate_frame(self.generators_, ids, self._candidate_counts(), history)
-        frame = self._with_features(candidates, self.features_)
-        if self.ranker_ is not None:
-            predicted = np.asarray(self.ranker_.predict(self._matrix(frame)), dtype=np.float32)
-        else:  # reciprocal-rank fusion of the generators
-            fused = pl.sum_horizontal(
-                [(1.0 / (60.0 + pl.col(f"{n}_rank"))).fill_null(0.0) for n in self.generators_]
+        exclude = bool(getattr(_batch, "exclude", False))
+        memo: dict[Any, Any] | None = getattr(_batch, "memo", None)
+        key = (tuple(ids), exclude, rows.nnz, float(rows.sum()))
+        if memo is not None and key in memo:
+            frame, ranked = memo[key]
+        else:
+            candidates = candidate_frame(
+                self.generators_, ids, self._candidate_counts(), history, exclude_seen=exclude
             )
-            predicted = frame.select(fused).to_series().to_numpy().astype(np.float32)
+            frame = self._with_features(candidates, self.features_)
+            ranked = None
+        names = list(self.generators_)
+        ranks = frame.select(
+            [pl.col(f"{n}_rank").cast(pl.Float64).fill_null(np.nan) for n in names]
+        ).to_numpy()
+        if self.scorer_choice == "ranker" and ranked is None:
+            ranked = self._predict(frame)
+        predicted = scorer_values(
+            self.scorer_choice, ranks, names, None if ranked is None else lambda: ranked
+        ).astype(np.float32)
+        if memo is not None:
+            memo[key] = (frame, ranked)
         prior = self.popularity_ / (self.popularity_.max() or 1.0)
         scores = np.tile(_NOT_CANDIDATE + prior, (len(ids), 1)).astype(np.float32)
         position = {u: i for i, u in enumerate(ids)}

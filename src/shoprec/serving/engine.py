@@ -71,6 +71,7 @@ class RecommendationList:
 
 
 _NEW_USER = np.array([-1], np.int64)  # a row folded in from its entries alone
+_FIXED_SPARE = 200  # items beyond its candidate count kept of a list that is the same for all
 
 # Above this many training users the engine does not compute and keep a copy of every user's
 # query vectors (about 100 MB per generator of 64 factors at this size); a generator whose
@@ -227,7 +228,10 @@ class Engine:
             if generator.config.kind == "popular" and generator.config.mode != "category":
                 nobody = sp.csr_matrix(np.zeros((1, len(generator.item_ids_)), np.float32))
                 depth = self.model._candidate_counts()[name]  # type: ignore[attr-defined]
-                self._fixed[name] = self._candidates(name, generator, nobody, np.array([-1]), depth)
+                # deeper than asked: room for the items a shopper has seen
+                self._fixed[name] = self._best(
+                    name, generator, nobody, np.array([-1]), depth + _FIXED_SPARE, None
+                )
         self._sources = self._similar_sources()
         self._source_rows = {
             method: self.catalogue.rows(model.item_ids_.external.tolist())
@@ -573,9 +577,10 @@ class Engine:
         names = list(model.generators_)
         picked: list[np.ndarray] = []
         values: list[np.ndarray] = []
+        seen = row.indices[row.data > 0] if exclude_seen else None
         for name, generator in model.generators_.items():
             live = vectors.get(self.vector_name(name))
-            items, top = self._candidates(name, generator, row, users, counts[name], live)
+            items, top = self._candidates(name, generator, row, users, counts[name], live, seen)
             picked.append(items)
             values.append(top)
         union, inverse = np.unique(np.concatenate(picked), return_inverse=True)
@@ -632,12 +637,30 @@ class Engine:
         users: np.ndarray,
         n: int,
         query: np.ndarray | None = None,
+        seen: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One generator's ``n`` best items for the user, as the batch path picks them (an
-        index search where the generator has one; ``query`` is the user's live vector)."""
+        index search where the generator has one; ``query`` is the user's live vector),
+        leaving out the ``seen`` items: the best ``n`` + as many as were seen, less those."""
+        extra = 0 if seen is None else seen.size
+        items, values = self._best(name, generator, row, users, n + extra, query)
+        if seen is not None and extra:
+            keep = ~np.isin(items, seen)
+            items, values = items[keep][:n], values[keep][:n]
+        return items, values
+
+    def _best(
+        self,
+        name: str,
+        generator: Recommender[Any],
+        row: sp.csr_matrix,
+        users: np.ndarray,
+        n: int,
+        query: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         fixed = self._fixed.get(name)
-        if fixed is not None:  # the same list for everyone
-            return fixed[0][:n], fixed[1][:n]
+        if fixed is not None and fixed[0].size >= min(n, len(generator.item_ids_)):
+            return fixed[0][:n], fixed[1][:n]  # the same list for everyone
         index = self._indexes.get(name)
         if index is not None:
             if query is None:
