@@ -52,10 +52,11 @@ def main() -> int:
     for user in users:
         index = np.array([model.user_ids_.to_index([user])[0]])
         row = engine._row(model, int(index[0]), [])
+        assert engine.pipeline is not None
         for name, generator in model.generators_.items():
             timed(
                 f"candidates: {name}",
-                engine._candidates,
+                engine.pipeline._best,
                 *(name, generator, row, index, counts[name]),
             )
         timed("recommend (all)", engine.recommend, user, 10)

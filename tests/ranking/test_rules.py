@@ -1,26 +1,28 @@
+"""The business rules, on any input (hypothesis) and on a hand-made case."""
+
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shoprec.ranking.rules import RulesConfig, apply_rules
+from shoprec.ranking.rules import ItemFacts, RulesConfig, apply_rules
 
 ITEMS = [f"i{n}" for n in range(12)]
+INDEX = {item: i for i, item in enumerate(ITEMS)}
+
+
+def _facts(items: pl.DataFrame, config: RulesConfig) -> ItemFacts:
+    return ItemFacts.of(
+        np.arange(len(ITEMS)), len(ITEMS), items, config, np.arange(len(ITEMS)), INDEX
+    )
 
 
 @st.composite
-def scenario(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame, RulesConfig, int]:
-    users = draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3, unique=True))
-    rows = []
-    for user in users:
-        chosen = draw(st.lists(st.sampled_from(ITEMS), min_size=0, max_size=12, unique=True))
-        rows += [(user, item, draw(st.floats(-5, 5))) for item in chosen]
-    ranked = pl.DataFrame(
-        rows,
-        schema={"user_id": pl.String, "item_id": pl.String, "score": pl.Float64},
-        orient="row",
-    )
+def scenario(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, pl.DataFrame, RulesConfig, int]:
+    chosen = draw(st.lists(st.sampled_from(range(len(ITEMS))), max_size=12, unique=True))
+    scores = np.array([draw(st.floats(-5, 5)) for _ in chosen])
     items = pl.DataFrame(
         {
             "item_id": ITEMS,
@@ -39,67 +41,66 @@ def scenario(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame, RulesConfig, 
         pinned=dict(zip(pinned_items, positions, strict=True)),
         max_per_category=draw(st.one_of(st.none(), st.integers(1, 3))),
     )
-    return ranked, items, config, draw(st.integers(1, 8))
+    return np.array(chosen, np.int64), scores, items, config, draw(st.integers(1, 8))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(scenario())
 def test_rules_hold_for_any_input(
-    case: tuple[pl.DataFrame, pl.DataFrame, RulesConfig, int],
+    case: tuple[np.ndarray, np.ndarray, pl.DataFrame, RulesConfig, int],
 ) -> None:
-    ranked, items, config, k = case
-    result = apply_rules(ranked, items, k, config)
-    info = result.join(items, on="item_id", how="left")
-    free = info.filter(~pl.col("item_id").is_in(list(config.pinned)))
-    assert not set(info["item_id"]) & set(config.blocked)
-    assert info["available"].all()
-    for _, group in result.group_by("user_id"):
-        assert group["rank"].to_list() == list(range(1, group.height + 1))
-        assert group.height <= k
-        assert group["item_id"].n_unique() == group.height
-    if config.max_per_category is not None:
-        per_category = free.group_by("user_id", "category").len()
-        assert per_category["len"].max() is None or (
-            per_category["len"].max() <= config.max_per_category  # type: ignore[operator]
-        )
-    # A pin sits at its position whenever enough other items exist to fill the slots before
-    # it (a list has no holes, so with too few items a pin moves up).
-    unavailable = set(items.filter(~pl.col("available"))["item_id"])
+    candidates, scores, items, config, k = case
+    picked, values = apply_rules(candidates, scores, k, config, _facts(items, config))
+    ids = [ITEMS[i] for i in picked.tolist()]
+    available = dict(zip(items["item_id"], items["available"], strict=True))
+    category = dict(zip(items["item_id"], items["category"], strict=True))
+    assert len(ids) <= k
+    assert len(set(ids)) == len(ids)
+    assert not set(ids) & set(config.blocked)
+    assert all(available[i] for i in ids)
     pins = {
         i: p
         for i, p in config.pinned.items()
-        if i not in config.blocked and i not in unavailable and p <= k
+        if i not in config.blocked and available[i] and p <= k
     }
+    free = [i for i in ids if i not in pins]
+    assert set(free) <= {ITEMS[i] for i in candidates.tolist()}
+    if config.max_per_category is not None:
+        for name in "xyz":
+            assert sum(category[i] == name for i in free) <= config.max_per_category
+    # the free items keep the order of their scores
+    order = [float(values[ids.index(i)]) for i in free]
+    assert order == sorted(order, reverse=True)
+    # A pin sits at its position whenever enough other items exist to fill the slots before
+    # it (a list has no holes, so with too few items a pin moves up).
     for item, position in pins.items():
+        assert item in ids
+        assert np.isnan(values[ids.index(item)])
         earlier = sum(1 for p in pins.values() if p < position)
-        for _, group in result.group_by("user_id"):
-            free_items = group.filter(~pl.col("item_id").is_in(list(pins))).height
-            if free_items >= position - 1 - earlier:
-                assert group.filter(pl.col("rank") == position)["item_id"].item() == item
+        if len(free) >= position - 1 - earlier:
+            assert ids[position - 1] == item
 
 
-def test_filters_boost_and_seen() -> None:
-    ranked = pl.DataFrame(
-        {"user_id": ["u"] * 4, "item_id": ["a", "b", "c", "d"], "score": [4.0, 3.0, 2.0, 1.0]}
-    )
+def test_price_guard_boost_and_ties() -> None:
     items = pl.DataFrame(
         {
-            "item_id": ["a", "b", "c", "d"],
-            "category": ["x", "x", "y", "y"],
-            "price": [10.0, 500.0, 20.0, 5.0],
-            "age_days": [100, 100, 100, 1],
+            "item_id": ITEMS[:5],
+            "category": ["x", "x", "y", "y", "y"],
+            "price": [10.0, 500.0, 20.0, 5.0, None],
+            "age_days": [100, 100, 100, 1, None],
         }
     )
-    seen = pl.DataFrame({"user_id": ["u"], "item_id": ["a"]})
-    config = RulesConfig(exclude_seen=True, freshness_boost=10.0, price_guard=2.0)
-    result = apply_rules(
-        ranked,
-        items,
-        3,
-        config,
-        seen=seen,
-        user_max_price=pl.DataFrame({"user_id": ["u"], "max_price": [30.0]}),
+    config = RulesConfig(freshness_boost=10.0, price_guard=2.0)
+    facts = ItemFacts.of(
+        np.arange(5), len(ITEMS), items, config, np.array([4, 3, 2, 1, 0, *range(5, 12)]), INDEX
     )
-    assert result["item_id"].to_list() == ["d", "c"]  # a seen, b too dear, d fresh
-    only_y = apply_rules(ranked, items, 3, RulesConfig(), category="y", max_price=10.0)
-    assert only_y["item_id"].to_list() == ["d"]
+    candidates = np.arange(5)
+    scores = np.array([4.0, 3.0, 2.0, 1.0, 2.0])
+    picked, values = apply_rules(candidates, scores, 4, config, facts, max_price=30.0)
+    # i1 too dear (500 > 2 × 30); i3 fresh (+10); i2 and i4 tie at 2.0: i4's tie rank is lower
+    assert [ITEMS[i] for i in picked] == ["i3", "i0", "i4", "i2"]
+    np.testing.assert_allclose(values, [11.0, 4.0, 2.0, 2.0])
+    # a user who never paid: no guard
+    unguarded, _ = apply_rules(candidates, scores, 2, config, facts)
+    assert [ITEMS[i] for i in unguarded] == ["i3", "i0"]
+    assert ITEMS[apply_rules(candidates, scores, 5, config, facts)[0][2]] == "i1"

@@ -16,6 +16,7 @@ ranking instead, so no list is arbitrary.
 from __future__ import annotations
 
 import pickle
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -158,6 +159,10 @@ def top_k(
     )
     values = np.where(chosen >= 0, np.take_along_axis(values, position, axis=1), -np.inf)
     return chosen.astype(np.int64), values.astype(np.float32)
+
+
+# model -> the file it was loaded from (kept beside the model, not in its pickle)
+_LOADED_FROM: weakref.WeakKeyDictionary[Any, Path] = weakref.WeakKeyDictionary()
 
 
 class Recommender(ABC, Generic[C]):
@@ -524,7 +529,13 @@ class Recommender(ABC, Generic[C]):
             raise ShoprecError(f"{path}: not a shoprec model")
         if cls is not Recommender and not isinstance(model, cls):
             raise ShoprecError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
+        _LOADED_FROM[model] = Path(path)
         return model
+
+    @property
+    def loaded_from(self) -> Path | None:
+        """The file this model was read from (None for a model fitted in this process)."""
+        return _LOADED_FROM.get(self)
 
 
 class ItemToItemModel(Recommender[C]):

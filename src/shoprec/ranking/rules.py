@@ -1,7 +1,8 @@
 """Business rules applied after ranking, in order:
 
-1. drop blocked items, unavailable items, items outside the request's category or price range,
-   seen items when seen items are excluded, and items priced far above what the user pays;
+1. drop blocked and unavailable items and items priced far above what the user pays (items
+   outside a request's category or price range, and seen items where lists leave them out, are
+   never candidates: see :mod:`shoprec.ranking.pipeline`);
 2. boost new items;
 3. cap how many items of one category a list may hold (diversity);
 4. put pinned items at their positions.
@@ -9,16 +10,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["RulesConfig", "apply_rules"]
+__all__ = ["ItemFacts", "RulesConfig", "apply_rules"]
 
 
 class RulesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    exclude_seen: bool = False
     require_available: bool = True
     blocked: list[str] = Field(default_factory=list)
     pinned: dict[str, int] = Field(
@@ -34,132 +37,108 @@ class RulesConfig(BaseModel):
     )
 
 
+@dataclass(frozen=True)
+class ItemFacts:
+    """What the rules read of the catalogue, by item index."""
+
+    unavailable: np.ndarray  # bool: not available, or blocked
+    category: list[str | None]
+    price: np.ndarray  # NaN where unknown
+    age_days: np.ndarray  # inf where unknown
+    tie_rank: np.ndarray  # equal scores: the lower tie rank first
+    pins: dict[int, int] = field(default_factory=dict)  # item index -> 1-based position
+
+    @classmethod
+    def of(
+        cls,
+        item_index: np.ndarray,
+        n_items: int,
+        info: pl.DataFrame,
+        config: RulesConfig,
+        tie_rank: np.ndarray,
+        index_of: dict[str, int],
+    ) -> ItemFacts:
+        """Facts from an item table (``item_id`` plus optional ``available``, ``category``,
+        ``price``, ``age_days``) whose rows are items ``item_index`` (-1: not a model item)."""
+        known = item_index >= 0
+        where = item_index[known]
+
+        def column(name: str, missing: float) -> np.ndarray:
+            values = np.full(n_items, missing)
+            if name in info.columns:
+                read = info.get_column(name).cast(pl.Float64).fill_null(missing).to_numpy()
+                values[where] = read[known]
+            return values
+
+        unavailable = np.zeros(n_items, dtype=bool)
+        if config.require_available and "available" in info.columns:
+            available = info.get_column("available").fill_null(True).to_numpy()
+            unavailable[where] = ~available[known]
+        for item in config.blocked:
+            if item in index_of:
+                unavailable[index_of[item]] = True
+        category: list[str | None] = [None] * n_items
+        if "category" in info.columns:
+            for position, name in zip(
+                item_index.tolist(),
+                info.get_column("category").cast(pl.String).to_list(),
+                strict=True,
+            ):
+                if position >= 0:
+                    category[position] = name
+        pins = {
+            index_of[item]: slot
+            for item, slot in config.pinned.items()
+            if item in index_of and not unavailable[index_of[item]]
+        }
+        return cls(
+            unavailable,
+            category,
+            column("price", np.nan),
+            column("age_days", np.inf),
+            tie_rank,
+            pins,
+        )
+
+
 def apply_rules(
-    ranked: pl.DataFrame,
-    items: pl.DataFrame,
+    items: np.ndarray,
+    scores: np.ndarray,
     k: int,
     config: RulesConfig,
+    facts: ItemFacts,
     *,
-    seen: pl.DataFrame | None = None,
-    user_max_price: pl.DataFrame | None = None,
-    category: str | None = None,
-    min_price: float | None = None,
     max_price: float | None = None,
-) -> pl.DataFrame:
-    """Apply the rules to ranked candidates and keep ``k`` items per user.
-
-    ``ranked`` has ``user_id, item_id, score`` (any order); ``items`` has ``item_id`` and
-    optionally ``category``, ``price``, ``available`` and ``age_days``; ``seen`` lists
-    ``user_id, item_id`` pairs; ``user_max_price`` has ``user_id, max_price``. Returns
-    ``user_id, rank, item_id, score`` with ranks 1..k (pinned items with score null).
-    """
-    info = items.select(
-        "item_id",
-        *[c for c in ("category", "price", "available", "age_days") if c in items.columns],
-    )
-    frame = ranked.select("user_id", "item_id", "score").join(info, on="item_id", how="left")
-    keep = ~pl.col("item_id").is_in(config.blocked + list(config.pinned))
-    if config.require_available and "available" in frame.columns:
-        keep &= pl.col("available").fill_null(True)
-    if category is not None:
-        keep &= pl.col("category") == category if "category" in frame.columns else pl.lit(False)
-    if (min_price is not None or max_price is not None) and "price" not in frame.columns:
-        keep &= pl.lit(False)
-    if min_price is not None and "price" in frame.columns:
-        keep &= pl.col("price") >= min_price
-    if max_price is not None and "price" in frame.columns:
-        keep &= pl.col("price") <= max_price
-    frame = frame.filter(keep)
-    if config.exclude_seen and seen is not None and seen.height:
-        frame = frame.join(seen.select("user_id", "item_id"), on=["user_id", "item_id"], how="anti")
-    if config.price_guard is not None and user_max_price is not None and "price" in frame.columns:
-        frame = (
-            frame.join(user_max_price, on="user_id", how="left")
-            .filter(
-                pl.col("max_price").is_null()
-                | pl.col("price").is_null()
-                | (pl.col("price") <= pl.col("max_price") * config.price_guard)
-            )
-            .drop("max_price")
-        )
-    if config.freshness_boost > 0 and "age_days" in frame.columns:
-        frame = frame.with_columns(
-            pl.when(pl.col("age_days") < config.freshness_days)
-            .then(pl.col("score") + config.freshness_boost)
-            .otherwise(pl.col("score"))
-            .alias("score")
-        )
-    frame = frame.sort(["user_id", "score", "item_id"], descending=[False, True, False])
-    if config.max_per_category is not None and "category" in frame.columns:
-        frame = frame.filter(
-            pl.int_range(pl.len()).over("user_id", pl.col("category").fill_null("\x00"))
-            < config.max_per_category
-        )
-    # A pin never overrides a block or unavailability.
-    unavailable: set[str] = set()
-    if config.require_available and "available" in info.columns:
-        unavailable = set(info.filter(~pl.col("available").fill_null(True))["item_id"])
-    pinned = {
-        item: position
-        for item, position in config.pinned.items()
-        if position <= k and item not in config.blocked and item not in unavailable
-    }
-    free = k - len(pinned)
-    chosen = frame.filter(pl.int_range(pl.len()).over("user_id") < max(free, 0))
-    users = ranked.select("user_id").unique(maintain_order=True)
-    if pinned:
-        pins = users.join(
-            pl.DataFrame({"item_id": list(pinned), "__position": list(pinned.values())}),
-            how="cross",
-        ).with_columns(pl.lit(None, pl.Float64).alias("score"))
-        chosen = chosen.with_columns(pl.lit(None, pl.Int64).alias("__position"))
-        chosen = _place_pins(
-            chosen.select("user_id", "item_id", "score", "__position"),
-            pins.select("user_id", "item_id", "score", "__position"),
-        )
-    else:
-        chosen = chosen.with_columns(
-            (pl.int_range(pl.len()).over("user_id") + 1).alias("__position")
-        )
-    return chosen.select(
-        "user_id", pl.col("__position").cast(pl.Int64).alias("rank"), "item_id", "score"
-    ).sort("user_id", "rank")
-
-
-def _place_pins(free: pl.DataFrame, pins: pl.DataFrame) -> pl.DataFrame:
-    """Pinned items take their positions; the free items fill the other slots in order."""
-    rows = []
-    pinned_by_user: dict[str, dict[int, tuple[str, float | None]]] = {}
-    for user, item, score, position in pins.iter_rows():
-        pinned_by_user.setdefault(user, {})[position] = (item, score)
-    free_by_user: dict[str, list[tuple[str, float | None]]] = {}
-    for user, item, score, _ in free.iter_rows():
-        free_by_user.setdefault(user, []).append((item, score))
-    for user, slots in pinned_by_user.items():
-        queue = free_by_user.get(user, [])
-        position, taken = 1, 0
-        total = len(slots) + len(queue)
-        while position <= total:
-            if position in slots:
-                item, score = slots[position]
-            elif taken < len(queue):
-                item, score = queue[taken]
-                taken += 1
-            else:  # fewer free items than slots: later pins move up
-                remaining = sorted(p for p in slots if p > position)
-                if not remaining:
-                    break
-                slots[position] = slots.pop(remaining[0])
+) -> tuple[np.ndarray, np.ndarray]:
+    """One user's ``k`` items from scored candidates (item indices and scores): the rules in
+    the module's order. Pinned items take their positions with a NaN score (a list has no
+    holes: with too few other items a pin moves up). ``max_price`` is the highest price the
+    user paid (for the price guard)."""
+    keep = ~facts.unavailable[items]
+    if config.price_guard is not None and max_price is not None:
+        keep &= ~(facts.price[items] > max_price * config.price_guard)
+    keep &= ~np.isin(items, list(facts.pins))
+    items, scores = items[keep], np.asarray(scores, np.float64)[keep]
+    if config.freshness_boost > 0:
+        fresh = facts.age_days[items] < config.freshness_days
+        scores = scores + np.where(fresh, config.freshness_boost, 0.0)
+    order = np.lexsort((facts.tie_rank[items], -scores))
+    pins = {item: slot for item, slot in facts.pins.items() if slot <= k}
+    free = max(k - len(pins), 0)
+    chosen: list[int] = []
+    per_category: dict[str | None, int] = {}
+    for position in order:
+        if len(chosen) >= free:
+            break
+        if config.max_per_category is not None:
+            category = facts.category[int(items[position])]
+            if per_category.get(category, 0) >= config.max_per_category:
                 continue
-            rows.append((user, item, score, position))
-            position += 1
-    return pl.DataFrame(
-        rows,
-        schema={
-            "user_id": pl.String,
-            "item_id": pl.String,
-            "score": pl.Float64,
-            "__position": pl.Int64,
-        },
-        orient="row",
-    )
+            per_category[category] = per_category.get(category, 0) + 1
+        chosen.append(int(position))
+    picked, values = items[chosen].astype(np.int64), scores[chosen]
+    for item, slot in sorted(pins.items(), key=lambda pair: pair[1]):
+        at = min(slot - 1, picked.size)
+        picked = np.insert(picked, at, item)
+        values = np.insert(values, at, np.nan)
+    return picked[:k], values[:k]

@@ -21,6 +21,7 @@ from shoprec.data.schema import ITEM_ID, USER_ID
 from shoprec.features.build import PAIR_COUNTS
 from shoprec.ranking.compiled import compile_ranker
 from shoprec.ranking.gate import scorer_values
+from shoprec.ranking.rules import ItemFacts, apply_rules
 from shoprec.ranking.two_stage import TASTE_PRIOR as _PRIOR
 
 if TYPE_CHECKING:
@@ -214,16 +215,21 @@ class CandidateScorer:
             else None
         )
         info = model.item_info_
-        available = (
-            info.select(pl.col("available").fill_null(True)).to_series().to_numpy()
-            if "available" in info.columns
-            else np.ones(info.height, dtype=bool)
-        )
-        self.unavailable = np.zeros(n_items, dtype=bool)
         positions = model.item_ids_.to_index(info.get_column(ITEM_ID).to_list())
-        self.unavailable[positions[positions >= 0]] = ~available[positions >= 0]
-        blocked = model.item_ids_.to_index(list(model.config.rules.blocked))
-        self.unavailable[blocked[blocked >= 0]] = True
+        # What the rules read of the items, in item-index order.
+        self.facts = ItemFacts.of(
+            positions,
+            n_items,
+            info,
+            model.config.rules,
+            model.tie_rank_,
+            {item: i for i, item in enumerate(model.item_ids_.external.tolist())},
+        )
+        self.max_price: dict[str, float] = {
+            str(user): float(price)
+            for user, price in model.user_max_price_.iter_rows()
+            if price is not None
+        }
 
     @staticmethod
     def _item_column(items: pl.DataFrame, name: str) -> np.ndarray:
@@ -342,39 +348,42 @@ class CandidateScorer:
         return np.asarray(self.booster.predict(matrix, num_threads=1))
 
     def score(
-        self, user_id: str, items: np.ndarray, scores: np.ndarray, ranks: np.ndarray, k: int
+        self,
+        user_id: str,
+        items: np.ndarray,
+        scores: np.ndarray,
+        ranks: np.ndarray,
+        k: int,
+        *,
+        memo: dict[Any, Any] | None = None,
     ) -> ScoredList:
-        """Rank one user's candidates and apply the rules: availability, blocks, diversity
-        cap and pinned positions."""
+        """Order one user's candidates by the model's scorer and apply the rules:
+        availability and blocks, the price guard, the freshness boost, the diversity cap and
+        pinned positions (ties go to the more popular item, then the lower item id, as in
+        every model's lists). ``memo`` keeps the ranker's predictions for scoring again."""
         choice = self.model.scorer_choice
-        predicted = scorer_values(
-            choice,
-            ranks,
-            list(self.model.generators_),
-            (lambda: self.predict(self.features(user_id, items, scores, ranks)))
-            if choice == "ranker"
-            else None,
+        predict = None
+        if choice == "ranker":
+            key = ("ranker", user_id, items.tobytes())
+            predicted_before = None if memo is None else memo.get(key)
+
+            def predict() -> np.ndarray:
+                if predicted_before is not None:
+                    return np.asarray(predicted_before)
+                values = self.predict(self.features(user_id, items, scores, ranks))
+                if memo is not None:
+                    memo[key] = values
+                return np.asarray(values)
+
+        predicted = scorer_values(choice, ranks, list(self.model.generators_), predict)
+        # in float32, as the batch scores were: equal scores tie the same way everywhere
+        predicted = predicted.astype(np.float32).astype(np.float64)
+        picked, values = apply_rules(
+            items,
+            predicted,
+            k,
+            self.model.config.rules,
+            self.facts,
+            max_price=self.max_price.get(user_id),
         )
-        keep = ~self.unavailable[items]
-        items, predicted = items[keep], predicted[keep]
-        order = np.argsort(-predicted, kind="stable")
-        rules = self.model.config.rules
-        chosen: list[int] = []
-        per_category: dict[str | None, int] = {}
-        for position in order:
-            item = int(items[position])
-            if rules.max_per_category is not None:
-                category = self.categories[item]
-                if per_category.get(category, 0) >= rules.max_per_category:
-                    continue
-                per_category[category] = per_category.get(category, 0) + 1
-            chosen.append(position)
-            if len(chosen) >= k:
-                break
-        picked, values = items[chosen], predicted[chosen]
-        for item_id, slot in sorted(rules.pinned.items(), key=lambda pair: pair[1]):
-            index = self.model.item_ids_.to_index([item_id])[0]
-            if index >= 0 and not self.unavailable[index] and slot <= k:
-                picked = np.insert(picked[picked != index], min(slot - 1, picked.size), index)
-                values = np.insert(values[: picked.size - 1], min(slot - 1, values.size), np.nan)
-        return ScoredList(picked[:k], values[:k])
+        return ScoredList(picked, values)

@@ -30,7 +30,7 @@ from pydantic import Field
 
 from shoprec.data.dataset import Dataset
 from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID
-from shoprec.exceptions import DataError
+from shoprec.exceptions import DataError, ShoprecError
 from shoprec.features.build import PAIR_COUNTS, FeatureConfig, FeatureTables, compute_features
 from shoprec.features.encoding import CategoricalEncoder, haversine_km
 from shoprec.models.base import ModelConfig, Recommender
@@ -41,8 +41,8 @@ from shoprec.ranking.examples import (
     per_user_holdout,
     positive_events,
 )
-from shoprec.ranking.gate import choose_scorer, scorer_values, validation_table
-from shoprec.ranking.rules import RulesConfig, apply_rules
+from shoprec.ranking.gate import choose_scorer, validation_table
+from shoprec.ranking.rules import RulesConfig
 
 __all__ = ["Ranker", "TwoStageConfig", "TwoStageModel", "candidate_frame", "scoring_memo"]
 
@@ -691,54 +691,116 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         min_price: float | None = None,
         max_price: float | None = None,
     ) -> pl.DataFrame:
-        """Ranked candidates after the business rules (see :mod:`shoprec.ranking.rules`).
+        """Each user's list from the ranking pipeline (:mod:`shoprec.ranking.pipeline`), the
+        one the API serves: candidates, scored, after the business rules.
 
         Seen items are excluded when ``exclude_seen`` says so, else as the config's ``seen``
-        rule decides (``auto``: only where shoppers rarely buy the same item twice).
+        rule decides (``auto``: only where shoppers rarely buy the same item twice). A user
+        without history (or without a candidate) gets the cold-start list of ``context``.
         """
+        from shoprec.ranking.pipeline import pipeline_for
+
         self._check_fitted()
+        if k <= 0:
+            raise ShoprecError(f"k must be a positive number of items, not {k}")
+        user_ids = [str(u) for u in user_ids]
         exclude = self.exclude_seen_ if exclude_seen is None else exclude_seen
-        rules = self.config.rules
-        depth = k + len(rules.blocked) + len(rules.pinned) + max(k, 20)
-        _batch.exclude = exclude
-        try:
-            deep = super().recommend(
-                user_ids,
-                depth if k > 0 else k,
-                exclude_seen=exclude,
-                filter=filter,
-                history=history,
-                context=context,
-                explain=explain,
+        pipeline = pipeline_for(self)
+        allowed = self.allowed_items(category, min_price, max_price, filter)
+        memo: dict[Any, Any] | None = getattr(_batch, "memo", None)
+        n_items = len(self.item_ids_)
+        out_users: list[str] = []
+        out_items: list[np.ndarray] = []
+        out_scores: list[np.ndarray] = []
+        out_reasons: list[str | None] = []
+        for start in range(0, len(user_ids), 1000):
+            batch = user_ids[start : start + 1000]
+            rows, users = self.user_rows(batch, history)
+            for position, user_id in enumerate(batch):
+                lo, hi = rows.indptr[position], rows.indptr[position + 1]
+                row = sp.csr_matrix(
+                    (rows.data[lo:hi], rows.indices[lo:hi], [0, hi - lo]), shape=(1, n_items)
+                )
+                row.sort_indices()  # as the API's rows: explanations break ties by position
+                user = int(users[position])
+                ranked = None
+                if user >= 0 or row.nnz:
+                    ranked = pipeline.recommend(
+                        user_id,
+                        user,
+                        row,
+                        k,
+                        allowed=allowed,
+                        exclude_seen=exclude,
+                        explain=explain,
+                        memo=memo,
+                    )
+                if ranked is None or ranked.items.size == 0:
+                    ranked = pipeline.cold_start(k, allowed, context, row if exclude else None)
+                out_users += [user_id] * ranked.items.size
+                out_items.append(ranked.items)
+                out_scores.append(ranked.scores)
+                out_reasons += ranked.reasons or [None] * ranked.items.size
+        items = np.concatenate(out_items) if out_items else np.empty(0, np.int64)
+        scores = np.concatenate(out_scores) if out_scores else np.empty(0)
+        frame = pl.DataFrame(
+            {
+                USER_ID: out_users,
+                ITEM_ID: self.item_ids_.to_external(items),
+                "score": pl.Series(scores, dtype=pl.Float64).fill_nan(None),
+                "title": [self.titles_[i] for i in items.tolist()],
+                "reason": out_reasons,
+            },
+            schema={
+                USER_ID: pl.String,
+                ITEM_ID: pl.String,
+                "score": pl.Float64,
+                "title": pl.String,
+                "reason": pl.String,
+            },
+        )
+        return frame.with_columns(
+            (pl.int_range(pl.len()).over(USER_ID) + 1).cast(pl.Int64).alias("rank")
+        ).select(USER_ID, "rank", ITEM_ID, "score", "title", "reason")
+
+    def allowed_items(
+        self,
+        category: str | None = None,
+        min_price: float | None = None,
+        max_price: float | None = None,
+        only: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """The items a list may hold (by item index): available as of the build, in the
+        category and price range when asked, among ``only`` when given."""
+        info = self.item_info_
+        positions = self.item_ids_.to_index(info.get_column(ITEM_ID).to_list())
+        known = positions >= 0
+        allowed = np.ones(len(self.item_ids_), dtype=bool)
+        keep = np.ones(info.height, dtype=bool)
+        if "available" in info.columns:
+            keep &= info.get_column("available").fill_null(True).to_numpy()
+        if category is not None:
+            keep &= (
+                (info.get_column("category") == category).fill_null(False).to_numpy()
+                if "category" in info.columns
+                else False
             )
-        finally:
-            _batch.exclude = False
-        ranked = apply_rules(
-            deep.select(USER_ID, ITEM_ID, "score"),
-            self.item_info_,
-            k,
-            rules,
-            user_max_price=self.user_max_price_,
-            category=category,
-            min_price=min_price,
-            max_price=max_price,
-        )
-        details = deep.select(USER_ID, ITEM_ID, "title", "reason")
-        result = ranked.join(details, on=[USER_ID, ITEM_ID], how="left")
-        titles = pl.DataFrame(
-            {ITEM_ID: self.item_ids_.external.tolist(), "__title": self.titles_},
-            schema={ITEM_ID: pl.String, "__title": pl.String},
-        )
-        return (
-            result.join(titles, on=ITEM_ID, how="left")
-            .with_columns(
-                pl.coalesce("title", "__title").alias("title"),
-                pl.col("reason").fill_null("featured") if explain else pl.col("reason"),
-            )
-            .drop("__title")
-            .sort(USER_ID, "rank")
-            .select(USER_ID, "rank", ITEM_ID, "score", "title", "reason")
-        )
+        if min_price is not None or max_price is not None:
+            if "price" not in info.columns:
+                keep &= False
+            else:
+                price = info.get_column("price").cast(pl.Float64)
+                if min_price is not None:
+                    keep &= (price >= min_price).fill_null(False).to_numpy()
+                if max_price is not None:
+                    keep &= (price <= max_price).fill_null(False).to_numpy()
+        allowed[positions[known]] = keep[known]
+        if only is not None:
+            listed = np.zeros(len(self.item_ids_), dtype=bool)
+            index = self.item_ids_.to_index([str(i) for i in only])
+            listed[index[index >= 0]] = True
+            allowed &= listed
+        return allowed
 
     # -- scoring ---------------------------------------------------------------------------------
     @property
@@ -751,96 +813,28 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         return "ranker" if self.ranker_ is not None else "fusion"
 
     def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
-        ids = [
-            self.user_ids_.to_external([u])[0] if u >= 0 else f"\x00cold-{i}"
-            for i, u in enumerate(users.tolist())
-        ]
-        # What the request adds to training (all of it for a new user) reaches the generators.
-        known = users >= 0
-        trained = sp.csr_matrix(
-            sp.diags(known.astype(np.float32)) @ self.user_items_[np.where(known, users, 0)]
-        )
-        added = sp.coo_matrix(rows - trained)
-        positive = added.data > 0
-        history = None
-        if positive.any():
-            history = pl.DataFrame(
-                {
-                    USER_ID: [ids[r] for r in added.row[positive].tolist()],
-                    ITEM_ID: self.item_ids_.to_external(added.col[positive]),
-                    "weight": added.data[positive].astype(np.float64),
-                }
-            )
-        exclude = bool(getattr(_batch, "exclude", False))
-        memo: dict[Any, Any] | None = getattr(_batch, "memo", None)
-        key = (tuple(ids), exclude, rows.nnz, float(rows.sum()))
-        if memo is not None and key in memo:
-            frame, ranked = memo[key]
-        else:
-            candidates = candidate_frame(
-                self.generators_, ids, self._candidate_counts(), history, exclude_seen=exclude
-            )
-            frame = self._with_features(candidates, self.features_)
-            ranked = None
-        names = list(self.generators_)
-        ranks = frame.select(
-            [pl.col(f"{n}_rank").cast(pl.Float64).fill_null(np.nan) for n in names]
-        ).to_numpy()
-        if self.scorer_choice == "ranker" and ranked is None:
-            ranked = self._predict(frame)
-        predicted = scorer_values(
-            self.scorer_choice, ranks, names, None if ranked is None else lambda: ranked
-        ).astype(np.float32)
-        if memo is not None:
-            memo[key] = (frame, ranked)
-        prior = self.popularity_ / (self.popularity_.max() or 1.0)
-        scores = np.tile(_NOT_CANDIDATE + prior, (len(ids), 1)).astype(np.float32)
-        position = {u: i for i, u in enumerate(ids)}
-        row_index = np.fromiter(
-            (position[u] for u in frame.get_column(USER_ID).to_list()),
-            dtype=np.int64,
-            count=frame.height,
-        )
-        col_index = self.item_ids_.to_index(frame.get_column(ITEM_ID).to_list())
-        ok = col_index >= 0
-        scores[row_index[ok], col_index[ok]] = predicted[ok]
-        has_candidates = np.zeros(len(ids), dtype=bool)
-        has_candidates[row_index] = True
-        scores[~has_candidates] = 0.0  # nothing proposed: the base falls back to popularity
-        # Remember which generator proposed each candidate best, to explain the final list.
-        rank_columns = [f"{name}_rank" for name in self.generators_]
-        best = (
-            frame.select(
-                pl.concat_list([pl.col(c).fill_null(float("inf")) for c in rank_columns])
-                .list.arg_min()
-                .alias("__source")
-            )
-            .get_column("__source")
-            .to_numpy()
-        )
-        names = list(self.generators_)
-        _batch.sources = {
-            (int(r), int(c)): names[int(b)]
-            for r, c, b, good in zip(row_index, col_index, best, ok, strict=True)
-            if good
-        }
-        return scores
+        """Scores of the pipeline's lists (users × items; items not listed score nothing):
+        the base class's contract, for callers that want a matrix."""
+        from shoprec.ranking.pipeline import pipeline_for
 
-    def _explain(self, rows: sp.csr_matrix, items: np.ndarray) -> list[list[str]]:
-        """Each item's reason is that of the generator that proposed it best."""
-        sources: dict[tuple[int, int], str] = getattr(_batch, "sources", {})
-        reasons = [["popular right now"] * items.shape[1] for _ in range(items.shape[0])]
-        mine = {name: np.full(items.shape, -1, dtype=np.int64) for name in self.generators_}
-        for (row, column), item in np.ndenumerate(items):
-            name = sources.get((row, int(item)))
-            if name is not None:
-                mine[name][row, column] = item
-        for name, chosen in mine.items():
-            if (chosen >= 0).any():
-                explained = self.generators_[name]._explain(rows, chosen)
-                for row, column in zip(*np.nonzero(chosen >= 0), strict=True):
-                    reasons[row][column] = explained[row][column]
-        return reasons
+        pipeline = pipeline_for(self)
+        allowed = self.allowed_items()
+        scores = np.full((rows.shape[0], len(self.item_ids_)), -np.inf, np.float32)
+        depth = sum(pipeline.counts.values())
+        for position, user in enumerate(users.tolist()):
+            row = sp.csr_matrix(rows[position])
+            ranked = pipeline.recommend(
+                f"\x00row-{position}" if user < 0 else self.user_ids_.to_external([user])[0],
+                int(user),
+                row,
+                depth,
+                allowed=allowed,
+                exclude_seen=False,
+                explain=False,
+            )
+            # listed items in their order (pinned ones keep their place)
+            scores[position, ranked.items] = np.arange(ranked.items.size, 0, -1, dtype=np.float32)
+        return scores
 
     def _similar(self, items: np.ndarray) -> np.ndarray:
         """Similar items come from the first generator that computes them."""

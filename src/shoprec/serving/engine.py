@@ -33,7 +33,7 @@ from shoprec.index import EXACT_BELOW, VectorIndex, build_index
 from shoprec.models import Recommender
 from shoprec.models.base import top_k
 from shoprec.models.content import ContentConfig, ItemVectoriser
-from shoprec.ranking.scorer import CandidateScorer
+from shoprec.ranking.pipeline import COMPILED_RANKER, RankingPipeline
 from shoprec.ranking.two_stage import TwoStageModel
 from shoprec.serving.catalogue import Catalogue, UserDirectory
 
@@ -71,7 +71,6 @@ class RecommendationList:
 
 
 _NEW_USER = np.array([-1], np.int64)  # a row folded in from its entries alone
-_FIXED_SPARE = 200  # items beyond its candidate count kept of a list that is the same for all
 
 # Above this many training users the engine does not compute and keep a copy of every user's
 # query vectors (about 100 MB per generator of 64 factors at this size); a generator whose
@@ -92,75 +91,6 @@ class PairScores:
     scores: np.ndarray  # len(left) × len(right)
     left_status: dict[int, str]  # position -> why it was not scored
     right_status: dict[int, str]
-
-
-def _top_row(
-    scores: np.ndarray, n: int, tie_rank: np.ndarray, tie_order: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` best items of one row, ties broken by ``tie_rank`` (``tie_order`` is the items
-    sorted by it): what :func:`~shoprec.models.base.top_k` picks, without sorting a long run of
-    equal scores (a user with few non-zero scores)."""
-    n = min(n, scores.size)
-    if n <= 0:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    part = np.argpartition(-scores, n - 1)[:n]
-    kth = scores[part].min()
-    if kth == -np.inf:  # fewer than n finite scores: those are all
-        part = part[np.isfinite(scores[part])]
-        kth = scores[part].min() if part.size else -np.inf
-    above = part[scores[part] > kth]
-    above = above[np.lexsort((tie_rank[above], -scores[above]))]
-    need = part.size - above.size
-    if need == 0:
-        chosen = above
-    elif np.count_nonzero(scores == kth) == need:  # no tie beyond the partition
-        tied = part[scores[part] == kth]
-        chosen = np.concatenate([above, tied[np.argsort(tie_rank[tied], kind="stable")]])
-    else:  # many items tie with the last one (often at zero): the lowest tie ranks win
-        found: list[np.ndarray] = []
-        start, step, count = 0, max(4 * need, 256), 0
-        while count < need and start < tie_order.size:
-            window = tie_order[start : start + step]
-            match = window[scores[window] == kth]
-            found.append(match)
-            count += match.size
-            start += step
-            step *= 4
-        chosen = np.concatenate([above, *found])[: above.size + need]
-    return chosen.astype(np.int64), scores[chosen].astype(np.float32)
-
-
-def _top_sparse(
-    items: np.ndarray, values: np.ndarray, n: int, tie_rank: np.ndarray, tie_order: np.ndarray
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """:func:`_top_row` for a row given by its non-zero scores (all other items score zero):
-    the same items, without a dense row. None when the row has no positive score (or has
-    negative ones), which the dense path handles."""
-    positive = values > 0
-    if not positive.any() or (values < 0).any():
-        return None
-    items, values = items[positive], values[positive].astype(np.float32)
-    if items.size >= n:
-        kth = values[np.argpartition(-values, n - 1)[n - 1]]
-        chosen = np.flatnonzero(values >= kth)  # every item tied with the n-th, then sorted
-        chosen = chosen[np.lexsort((tie_rank[items[chosen]], -values[chosen]))][:n]
-        return items[chosen].astype(np.int64), values[chosen]
-    order = np.lexsort((tie_rank[items], -values))
-    need = min(n, tie_order.size) - items.size
-    zeros: list[np.ndarray] = []
-    start, step, count = 0, max(4 * need, 256), 0
-    while count < need and start < tie_order.size:  # the zero-scored items by tie rank
-        window = tie_order[start : start + step]
-        window = window[~np.isin(window, items)]
-        zeros.append(window)
-        count += window.size
-        start += step
-        step *= 4
-    filler = np.concatenate(zeros)[:need] if zeros else np.empty(0, np.int64)
-    return (
-        np.concatenate([items[order], filler]).astype(np.int64),
-        np.concatenate([values[order], np.zeros(filler.size, np.float32)]),
-    )
 
 
 class Engine:
@@ -211,27 +141,19 @@ class Engine:
         self.users = UserDirectory(lake.users())
         # Model item index -> catalogue row (-1: not in the catalogue).
         self._model_rows = self.catalogue.rows(self.model.item_ids_.external.tolist())
-        self.scorer = (
-            CandidateScorer(self.model, compiled_cache=self.run_dir / "ranker-lleaves.o")
-            if isinstance(self.model, TwoStageModel)
-            else None
-        )
         self._available = self._allowed(None, None, None)  # the list without request filters
         self._indexes = self._vector_indexes()
         self._trained_queries = self._queries_as_trained()
-        self._tie_order = {
-            name: np.argsort(generator.tie_rank_, kind="stable")
-            for name, generator in self._generators().items()
-        }
-        self._fixed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for name, generator in self._generators().items():
-            if generator.config.kind == "popular" and generator.config.mode != "category":
-                nobody = sp.csr_matrix(np.zeros((1, len(generator.item_ids_)), np.float32))
-                depth = self.model._candidate_counts()[name]  # type: ignore[attr-defined]
-                # deeper than asked: room for the items a shopper has seen
-                self._fixed[name] = self._best(
-                    name, generator, nobody, np.array([-1]), depth + _FIXED_SPARE, None
-                )
+        # Two-stage lists come from the one ranking pipeline, as batch lists do.
+        self.pipeline = (
+            RankingPipeline(
+                self.model,
+                indexes=self._indexes,
+                compiled_cache=self.run_dir / COMPILED_RANKER,
+            )
+            if isinstance(self.model, TwoStageModel)
+            else None
+        )
         self._sources = self._similar_sources()
         self._source_rows = {
             method: self.catalogue.rows(model.item_ids_.external.tolist())
@@ -385,12 +307,16 @@ class Engine:
         mean something else)."""
         return f"{self.run_id}:{generator}"
 
+    def _same_for_all(self, generator: str) -> bool:
+        """Whether a generator's list is the same for every user (no vector to keep)."""
+        return self.pipeline is not None and generator in self.pipeline.fixed
+
     def vector_names(self) -> list[str]:
         """Keys of the live vectors :meth:`live_vectors` computes for this run."""
         return [
             self.vector_name(name)
             for name, generator in self._generators().items()
-            if hasattr(generator, "query_vectors") and name not in self._fixed
+            if hasattr(generator, "query_vectors") and not self._same_for_all(name)
         ]
 
     def live_vectors(
@@ -410,7 +336,7 @@ class Engine:
         users = list(histories)
         for name, generator in self._generators().items():
             query_vectors = getattr(generator, "query_vectors", None)
-            if query_vectors is None or name in self._fixed:
+            if query_vectors is None or self._same_for_all(name):
                 continue
             index = generator.user_ids_.to_index(users)
             rows = self._rows(generator, index, [histories[user] for user in users])
@@ -543,7 +469,7 @@ class Engine:
                         generator = model.generators_[name]
                         fresh = generator.query_vectors(row, _NEW_USER)  # type: ignore[attr-defined]
                         vectors[key] = np.asarray(fresh, np.float32)[0]
-            return self._two_stage(model, user_id, user, row, k, allowed, exclude, vectors)
+            return self._two_stage(model, user_id, user, row, k, allowed, exclude, vectors, context)
         return self._single(model, user_id, history, k, allowed, exclude_seen, context)
 
     def _cold_start(
@@ -570,119 +496,31 @@ class Engine:
         allowed: np.ndarray,
         exclude_seen: bool,
         vectors: Mapping[str, np.ndarray],
+        context: Mapping[str, str] | None,
     ) -> RecommendationList:
-        assert self.scorer is not None
-        users = np.array([user], dtype=np.int64)
-        counts = model._candidate_counts()
-        names = list(model.generators_)
-        picked: list[np.ndarray] = []
-        values: list[np.ndarray] = []
-        seen = row.indices[row.data > 0] if exclude_seen else None
-        for name, generator in model.generators_.items():
-            live = vectors.get(self.vector_name(name))
-            items, top = self._candidates(name, generator, row, users, counts[name], live, seen)
-            picked.append(items)
-            values.append(top)
-        union, inverse = np.unique(np.concatenate(picked), return_inverse=True)
-        scores = np.full((union.size, len(names)), np.nan)
-        ranks = np.full((union.size, len(names)), np.nan)
-        start = 0
-        for column, (items, top) in enumerate(zip(picked, values, strict=True)):
-            where = inverse[start : start + items.size]
-            scores[where, column] = top
-            ranks[where, column] = np.arange(1, items.size + 1)
-            start += items.size
-        keep = allowed[union]
-        if exclude_seen:
-            keep[np.isin(union, row.indices[row.data > 0])] = False
-        union, scores, ranks = union[keep], scores[keep], ranks[keep]
-        if union.size == 0:
-            return RecommendationList([], found=True, cold_start=False)
-        ranked = self.scorer.score(user_id, union, scores, ranks, k)
-        # Each item is explained by the generator that ranked it best.
-        at = np.searchsorted(union, ranked.items)  # union is sorted (np.unique)
-        at = np.minimum(at, union.size - 1)
-        listed = union[at] == ranked.items
-        sources = np.argmin(
-            np.where(np.isnan(ranks[at[listed]]), np.inf, ranks[at[listed]]), axis=1
+        assert self.pipeline is not None
+        queries = {
+            name: vectors[key]
+            for name in model.generators_
+            if (key := self.vector_name(name)) in vectors
+        }
+        ranked = self.pipeline.recommend(
+            user_id, user, row, k, allowed=allowed, exclude_seen=exclude_seen, vectors=queries
         )
-        best = dict(zip(ranked.items[listed].tolist(), sources.tolist(), strict=True))
-        reasons: dict[int, str] = {}
-        for column, name in enumerate(names):
-            mine = [item for item, source in best.items() if source == column]
-            if mine:
-                explained = model.generators_[name]._explain(row, np.array([mine], np.int64))
-                reasons.update(zip(mine, explained[0], strict=True))
+        cold = ranked.items.size == 0
+        if cold:  # no candidate: what the batch list gives, the popular items
+            ranked = self.pipeline.cold_start(k, allowed, context, row if exclude_seen else None)
         ids = model.item_ids_.to_external(ranked.items)
         return RecommendationList(
             [
-                Recommendation(
-                    item_id,
-                    None if np.isnan(score) else float(score),
-                    reasons.get(int(index), "featured"),
-                )
-                for item_id, index, score in zip(
-                    ids, ranked.items.tolist(), ranked.scores.tolist(), strict=True
+                Recommendation(item_id, None if np.isnan(score) else float(score), reason)
+                for item_id, score, reason in zip(
+                    ids, ranked.scores.tolist(), ranked.reasons or [], strict=True
                 )
             ],
             found=True,
-            cold_start=False,
+            cold_start=cold,
         )
-
-    def _candidates(
-        self,
-        name: str,
-        generator: Recommender[Any],
-        row: sp.csr_matrix,
-        users: np.ndarray,
-        n: int,
-        query: np.ndarray | None = None,
-        seen: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One generator's ``n`` best items for the user, as the batch path picks them (an
-        index search where the generator has one; ``query`` is the user's live vector),
-        leaving out the ``seen`` items: the best ``n`` + as many as were seen, less those."""
-        extra = 0 if seen is None else seen.size
-        items, values = self._best(name, generator, row, users, n + extra, query)
-        if seen is not None and extra:
-            keep = ~np.isin(items, seen)
-            items, values = items[keep][:n], values[keep][:n]
-        return items, values
-
-    def _best(
-        self,
-        name: str,
-        generator: Recommender[Any],
-        row: sp.csr_matrix,
-        users: np.ndarray,
-        n: int,
-        query: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        fixed = self._fixed.get(name)
-        if fixed is not None and fixed[0].size >= min(n, len(generator.item_ids_)):
-            return fixed[0][:n], fixed[1][:n]  # the same list for everyone
-        index = self._indexes.get(name)
-        if index is not None:
-            if query is None:
-                query = generator.query_vectors(row, users)[0]  # type: ignore[attr-defined]
-            if np.any(query):
-                return index.search(query, n)
-            scores = np.zeros(len(generator.item_ids_), np.float32)
-        elif hasattr(generator, "_score_row"):  # sparse scores of one row
-            items, values = generator._score_row(row.indices, row.data, int(users[0]))
-            found = _top_sparse(items, values, n, generator.tie_rank_, self._tie_order[name])
-            if found is not None:
-                return found
-            scores = np.asarray(generator._score(row, users), dtype=np.float32)[0]
-        elif query is not None:
-            scores = np.asarray(generator.item_vectors() @ query, np.float32)  # type: ignore[attr-defined]
-        else:
-            scores = np.asarray(generator._score(row, users), dtype=np.float32)[0]
-        if not np.any(scores):  # as in batch: nothing to go on, popularity
-            scores = (generator.popularity_ / (generator.popularity_.max() or 1.0) * 1e-3).astype(
-                np.float32
-            )
-        return _top_row(scores, n, generator.tie_rank_, self._tie_order[name])
 
     def _single(
         self,
