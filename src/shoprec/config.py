@@ -84,7 +84,8 @@ class IngestConfig(_Strict):
 
 
 _MODEL_KINDS = (
-    "popular", "copurchase", "itemknn", "ease", "als", "bpr", "content", "buy_again", "two_stage",
+    "popular", "copurchase", "itemknn", "ease", "als", "bpr", "content", "buy_again",
+    "next_item", "two_stage",
 )  # fmt: skip
 
 

@@ -29,6 +29,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "bpr": {"kind": "bpr", "factors": 8, "iterations": 200, "learning_rate": 0.05},
     "content": {"kind": "content"},
     "buy_again": {"kind": "buy_again"},
+    "next_item": {"kind": "next_item"},
     "two_stage": {
         "kind": "two_stage",
         "generators": {"itemknn": {"kind": "itemknn"}, "popular": {"kind": "popular"}},

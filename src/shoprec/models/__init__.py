@@ -18,6 +18,7 @@ from shoprec.models.content import ContentConfig, ContentModel
 from shoprec.models.copurchase import CoPurchaseConfig, CoPurchaseModel
 from shoprec.models.ease import EASEConfig, EASEModel
 from shoprec.models.itemknn import ItemKNNConfig, ItemKNNModel
+from shoprec.models.next_item import NextItemConfig, NextItemModel
 from shoprec.models.popular import PopularityConfig, PopularityModel
 from shoprec.ranking.two_stage import TwoStageConfig, TwoStageModel  # after the generators
 
@@ -44,6 +45,7 @@ MODELS: dict[str, type[Recommender[Any]]] = {
     "bpr": BPRModel,
     "content": ContentModel,
     "buy_again": BuyAgainModel,
+    "next_item": NextItemModel,
     "two_stage": TwoStageModel,
 }
 
@@ -56,6 +58,7 @@ AnyModelConfig = Annotated[
     | BPRConfig
     | ContentConfig
     | BuyAgainConfig
+    | NextItemConfig
     | TwoStageConfig,
     Field(discriminator="kind"),
 ]

@@ -77,6 +77,7 @@ def _default_generators() -> dict[str, dict[str, Any]]:
         "itemknn": {"kind": "itemknn"},
         "als": {"kind": "als", "regularization": 5.0, "alpha": 3.0},
         "content": {"kind": "content"},
+        "next_item": {"kind": "next_item"},
         "popular": {"kind": "popular", "mode": "trending"},
     }
 
