@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
 
+from shoprec.config import load_settings
 from shoprec.data.dataset import Dataset
 from shoprec.data.schema import EVENTS_SCHEMA, conform
 from shoprec.exceptions import ConfigError
 from shoprec.models import model_from_config
+from shoprec.pipeline.build import build
 from shoprec.ranking.gate import choose_scorer, ndcg_at, scorer_values
 
 
@@ -66,7 +70,7 @@ def test_a_configured_scorer_is_checked() -> None:
         choose_scorer("deep", [], ["ease"], ranker_ok=True)
 
 
-def _sequences() -> Dataset:
+def sequences_events() -> pl.DataFrame:
     """Order only: each user walks a chain of items one step at a time, a second apart."""
     rng = np.random.default_rng(1)
     start = datetime(2014, 1, 1, tzinfo=UTC)
@@ -77,7 +81,7 @@ def _sequences() -> Dataset:
             item = (first + step) % 40
             rows.append((f"u{u}", f"i{item}", "review", start + timedelta(seconds=step)))
     events = pl.DataFrame(rows, schema=["user_id", "item_id", "event_type", "ts"], orient="row")
-    return Dataset.from_events(conform(events, EVENTS_SCHEMA))
+    return conform(events, EVENTS_SCHEMA)
 
 
 SMALL = {
@@ -89,7 +93,7 @@ SMALL = {
 
 @pytest.fixture(scope="module")
 def sequences() -> Dataset:
-    return _sequences()
+    return Dataset.from_events(sequences_events())
 
 
 def test_sequences_are_learned_from_each_users_last_item(sequences: Dataset) -> None:
@@ -126,3 +130,27 @@ def test_a_ranker_that_learned_nothing_is_named_and_not_served(sequences: Datase
     ]
     assert model.scorer_choice != "ranker"
     assert "ranker" not in [row["scorer"] for row in model.validation_]
+
+
+def test_a_generator_these_data_refuse_is_left_out_loudly(sequences: Dataset) -> None:
+    generators = {**SMALL["generators"], "ease": {"kind": "ease", "max_items": 5}}
+    model: Any = model_from_config({**SMALL, "generators": generators}).fit(sequences)
+    assert set(model.generators_) == {"itemknn", "popular"}
+    assert any(w.startswith("generator ease left out: EASE needs") for w in model.warnings_)
+    assert "ease" not in [row["scorer"] for row in model.validation_]
+    assert model.recommend(["u1"], k=3).height == 3
+
+
+def test_a_build_leaves_out_a_model_the_data_refuse(tmp_path: Path) -> None:
+    events = sequences_events()
+    settings = load_settings(
+        workspace=tmp_path,
+        models={"two_stage": SMALL, "ease": {"kind": "ease", "max_items": 5}},
+    )
+    result = build(events, settings)
+    assert set(result.fit_seconds) == {"two_stage"}
+    assert result.warnings[0].startswith("ease: not built: EASE needs an items × items matrix")
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert set(manifest["models"]) == {"two_stage"}
+    assert manifest["validation"]["serves"] in ("ranker", "fusion", "itemknn", "popular")
+    assert manifest["validation"]["examples"]["scheme"] == "last_per_user"

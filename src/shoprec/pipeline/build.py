@@ -146,7 +146,15 @@ def build(
             if on_model is not None:
                 on_model(name)
             started = time.perf_counter()
-            model = fit_model(settings.models[name], dataset)
+            try:
+                model = fit_model(settings.models[name], dataset)
+            except DataError as exc:
+                if name == default_model:
+                    raise
+                # a model these data refuse (EASE over a huge catalogue) is left out, loudly
+                warnings.append(f"{name}: not built: {exc}")
+                logger.warning("%s: not built: %s", name, exc)
+                continue
             fit_seconds[name] = time.perf_counter() - started
             model.save(run_dir / f"{name}.pkl")
             entries[name] = {
@@ -163,8 +171,8 @@ def build(
                     logger.warning("%s: %s", name, line)
                 if name == default_model:
                     validation = summary
-    entries = {name: entries[name] for name in settings.models}
-    fit_seconds = {name: fit_seconds[name] for name in settings.models}
+    entries = {name: entries[name] for name in settings.models if name in entries}
+    fit_seconds = {name: fit_seconds[name] for name in settings.models if name in fit_seconds}
     manifest = {
         "run_id": run_id,
         "created_at": stamp.isoformat(),

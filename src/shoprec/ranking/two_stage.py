@@ -123,7 +123,7 @@ class TwoStageConfig(ModelConfig):
     )
     label_window_share: float = Field(default=0.2, gt=0, lt=0.5)
     train_windows: int = Field(
-        default=1, ge=1, le=6, description="consecutive labelled windows to train on"
+        default=2, ge=1, le=6, description="consecutive labelled windows to train on"
     )
     max_train_users: int = Field(default=5000, ge=10)
     ranker: dict[str, Any] = Field(
@@ -334,6 +334,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         )
         items = dataset.items.drop("item_index")
         self.warnings_: list[str] = []
+        self._left_out: dict[str, str] | None = None  # generators these data refuse
         self.labels_ = choose_labels(
             events, config.label_event_types, dataset.weights, config.label_min_rating
         )
@@ -373,7 +374,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         self.choice_, self.choice_reason_ = choose_scorer(
             config.scorer,
             self.validation_,
-            list(config.generators),
+            [name for name in config.generators if name not in (self._left_out or {})],
             self.ranker_ is not None and self.fallback_ is None,
         )
         for row in self.validation_:
@@ -564,9 +565,28 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         }
 
     def _fit_generators(self, dataset: Dataset) -> dict[str, Recommender[Any]]:
+        """Every configured generator fitted on ``dataset``. The first time, a generator that
+        refuses these data (EASE over too large a catalogue, content without attributes) is
+        left out with a warning; later fits must fit the same generators."""
         from shoprec.models import fit_model
 
-        return {name: fit_model(config, dataset) for name, config in self.config.generators.items()}
+        fitted: dict[str, Recommender[Any]] = {}
+        first = self._left_out is None
+        left_out: dict[str, str] = {} if self._left_out is None else self._left_out
+        for name, config in self.config.generators.items():
+            if name in left_out:
+                continue
+            try:
+                fitted[name] = fit_model(config, dataset)
+            except DataError as exc:
+                if not first:
+                    raise
+                left_out[name] = str(exc)
+                self.warnings_.append(f"generator {name} left out: {exc}")
+        if not fitted:
+            raise DataError(f"no generator of the two-stage model could be fitted: {left_out}")
+        self._left_out = left_out
+        return fitted
 
     def _with_features(self, candidates: pl.DataFrame, features: FeatureTables) -> pl.DataFrame:
         frame = (
