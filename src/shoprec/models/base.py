@@ -146,8 +146,17 @@ def top_k(
     order = np.lexsort((ranks[part], -part_scores), axis=1)
     chosen = np.take_along_axis(part, order, axis=1)
     for row in np.flatnonzero(crowded):
-        index = np.flatnonzero(scores[row] >= kth[row])
-        chosen[row] = index[np.lexsort((ranks[index], -scores[row, index]))[:k]]
+        # fewer than k items score above the k-th score: all of them, then the tied items
+        # with the lowest tie ranks (a partition, not a sort of every tied item)
+        line, cut = scores[row], kth[row, 0]
+        above = np.flatnonzero(line > cut)
+        above = above[np.lexsort((ranks[above], -line[above]))]
+        need = k - above.size
+        tied = np.flatnonzero(line == cut)
+        if 0 < need < tied.size:
+            tied = tied[np.argpartition(ranks[tied], need - 1)[:need]]
+        tied = tied[np.argsort(ranks[tied], kind="stable")][:need]
+        chosen[row] = np.concatenate([above, tied])
     values = np.take_along_axis(scores, chosen, axis=1).astype(np.float32)
     # Non-finite scores (excluded items) are padding: moved to the end as -1.
     finite = np.isfinite(values)

@@ -34,6 +34,7 @@ __all__ = [
     "COMPILED_RANKER",
     "Ranked",
     "RankingPipeline",
+    "cold_start",
     "pipeline_for",
     "top_row",
     "top_sparse",
@@ -120,6 +121,26 @@ def top_sparse(
         np.concatenate([items[order], filler]).astype(np.int64),
         np.concatenate([values[order], np.zeros(filler.size, np.float32)]),
     )
+
+
+def cold_start(
+    model: Recommender[Any],
+    k: int,
+    allowed: np.ndarray,
+    context: Mapping[str, str] | None = None,
+    seen: sp.csr_matrix | None = None,
+) -> Ranked:
+    """The list of a shopper a model cannot place: what is popular in their context (see
+    :meth:`~shoprec.models.base.Recommender._cold_start`), among the ``allowed`` items and
+    without the items of ``seen`` (their row, when seen items are excluded)."""
+    scores, reason = model._cold_start(context)
+    scores = np.where(allowed, scores, -np.inf).astype(np.float32)
+    if seen is not None and seen.nnz:
+        scores[seen.indices[seen.data > 0]] = -np.inf
+    items, values = top_k(scores[None, :], k, model.tie_rank_)
+    listed = items[0] >= 0
+    chosen = items[0][listed]
+    return Ranked(chosen, values[0][listed].astype(np.float64), [reason] * chosen.size)
 
 
 class RankingPipeline:
@@ -288,17 +309,8 @@ class RankingPipeline:
         context: Mapping[str, str] | None = None,
         seen: sp.csr_matrix | None = None,
     ) -> Ranked:
-        """The list of a shopper the model cannot place: what is popular in their context
-        (see :meth:`~shoprec.models.base.Recommender._cold_start`), without the items of
-        ``seen`` (their row, when seen items are excluded)."""
-        scores, reason = self.model._cold_start(context)
-        scores = np.where(allowed, scores, -np.inf).astype(np.float32)
-        if seen is not None and seen.nnz:
-            scores[seen.indices[seen.data > 0]] = -np.inf
-        items, values = top_k(scores[None, :], k, self.model.tie_rank_)
-        listed = items[0] >= 0
-        chosen = items[0][listed]
-        return Ranked(chosen, values[0][listed].astype(np.float64), [reason] * chosen.size)
+        """:func:`cold_start` of the model."""
+        return cold_start(self.model, k, allowed, context, seen)
 
     def _reasons(
         self, row: sp.csr_matrix, union: np.ndarray, ranks: np.ndarray, chosen: np.ndarray

@@ -33,7 +33,7 @@ from shoprec.index import EXACT_BELOW, VectorIndex, build_index
 from shoprec.models import Recommender
 from shoprec.models.base import top_k
 from shoprec.models.content import ContentConfig, ItemVectoriser
-from shoprec.ranking.pipeline import COMPILED_RANKER, RankingPipeline
+from shoprec.ranking.pipeline import COMPILED_RANKER, Ranked, RankingPipeline, cold_start
 from shoprec.ranking.two_stage import TwoStageModel
 from shoprec.serving.catalogue import Catalogue, UserDirectory
 
@@ -475,15 +475,23 @@ class Engine:
     def _cold_start(
         self, k: int, allowed: np.ndarray, context: Mapping[str, str] | None
     ) -> RecommendationList:
-        scores, reason = self.model._cold_start(context)
-        scores = np.where(allowed, scores, -np.inf).astype(np.float32)
-        items, values = top_k(scores[None, :], k, self.model.tie_rank_)
-        chosen = [(int(i), float(v)) for i, v in zip(items[0], values[0], strict=True) if i >= 0]
-        ids = self.model.item_ids_.to_external([i for i, _ in chosen])
+        ranked = cold_start(self.model, k, allowed, context)
+        return self._as_list(self.model, ranked, found=False, cold=True)
+
+    @staticmethod
+    def _as_list(
+        model: Recommender[Any], ranked: Ranked, *, found: bool, cold: bool
+    ) -> RecommendationList:
+        ids = model.item_ids_.to_external(ranked.items)
         return RecommendationList(
-            [Recommendation(i, v, reason) for i, (_, v) in zip(ids, chosen, strict=True)],
-            found=False,
-            cold_start=True,
+            [
+                Recommendation(item_id, None if np.isnan(score) else float(score), reason)
+                for item_id, score, reason in zip(
+                    ids, ranked.scores.tolist(), ranked.reasons or [], strict=True
+                )
+            ],
+            found=found,
+            cold_start=cold,
         )
 
     def _two_stage(
@@ -510,17 +518,7 @@ class Engine:
         cold = ranked.items.size == 0
         if cold:  # no candidate: what the batch list gives, the popular items
             ranked = self.pipeline.cold_start(k, allowed, context, row if exclude_seen else None)
-        ids = model.item_ids_.to_external(ranked.items)
-        return RecommendationList(
-            [
-                Recommendation(item_id, None if np.isnan(score) else float(score), reason)
-                for item_id, score, reason in zip(
-                    ids, ranked.scores.tolist(), ranked.reasons or [], strict=True
-                )
-            ],
-            found=True,
-            cold_start=cold,
-        )
+        return self._as_list(model, ranked, found=True, cold=cold)
 
     def _single(
         self,
