@@ -50,9 +50,17 @@ def test_evaluate_build_recommend(workspace: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "ndcg" in result.output
     assert (tmp_path / "report" / "report.html").is_file()
-    assert runner.invoke(app, ["build", "-w", str(workspace)]).exit_code == 0
+    built = runner.invoke(app, ["build", "-w", str(workspace)])
+    assert built.exit_code == 0, built.output
     served, name = load_model(workspace)
     assert name == "two_stage"
+    # what the default learned from, its validation table and what it serves, and why
+    assert "labels: purchase (" in built.output
+    scheme = served.scheme_.scheme  # type: ignore[attr-defined]
+    assert f"training examples: {scheme} (" in built.output
+    assert "validation:" in built.output
+    assert f"{served.scorer_choice} (served)" in built.output  # type: ignore[attr-defined]
+    assert f"published: two_stage serves its {served.scorer_choice} (" in built.output  # type: ignore[attr-defined]
     assert "distance_km" in served.feature_names_  # the user table reached the build
     users = tmp_path / "users.txt"
     known = Lake(workspace).events()["user_id"].unique().sort().head(2).to_list()
@@ -89,7 +97,9 @@ def test_build_from_a_train_file(workspace: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["build", "-w", str(tmp_path / "ws"), "--train", str(train)])
     assert result.exit_code == 0, result.output
     assert "1 rows of" in result.stderr
-    assert "published" in result.output
+    assert "published: two_stage serves its fusion" in result.output
+    # two buyers are too few to learn from: the build says so
+    assert "warning: two_stage: ranker not used: " in result.stderr
 
 
 def test_bad_inputs_are_one_line(workspace: Path, tmp_path: Path) -> None:
