@@ -30,8 +30,9 @@ from shoprec.data.dataset import Dataset
 from shoprec.data.ingest import ingest
 from shoprec.data.lake import Lake
 from shoprec.models import model_from_config
+from shoprec.ranking.candidates import candidate_frame
 from shoprec.ranking.scorer import CandidateScorer
-from shoprec.ranking.two_stage import TwoStageModel, candidate_frame
+from shoprec.ranking.two_stage import TwoStageModel
 
 TARGET_MS = 5.0
 

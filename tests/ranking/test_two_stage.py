@@ -111,8 +111,8 @@ def test_save_and_load(model: Any, tmp_path: Path) -> None:
 def test_array_scorer_matches_the_batch_path(model: Any) -> None:
     import numpy as np
 
+    from shoprec.ranking.candidates import candidate_frame
     from shoprec.ranking.scorer import CandidateScorer
-    from shoprec.ranking.two_stage import candidate_frame
 
     scorer = CandidateScorer(model)
     for user in model.user_ids_.external[:5].tolist():
@@ -150,7 +150,7 @@ def test_cold_start_follows_the_visitors_context(model: Any, lake: Lake) -> None
 
 
 def test_candidates_per_generator(model: Any) -> None:
-    from shoprec.ranking.two_stage import candidate_frame
+    from shoprec.ranking.candidates import candidate_frame
 
     user = model.user_ids_.external[0]
     frame = candidate_frame(model.generators_, [user], {"buy_again": 2, "itemknn": 7, "popular": 3})

@@ -19,10 +19,10 @@ import polars as pl
 
 from shoprec.data.schema import ITEM_ID, USER_ID
 from shoprec.features.build import PAIR_COUNTS
+from shoprec.ranking.candidates import TASTE_PRIOR as _PRIOR
 from shoprec.ranking.compiled import compile_ranker
 from shoprec.ranking.gate import scorer_values
 from shoprec.ranking.rules import ItemFacts, apply_rules
-from shoprec.ranking.two_stage import TASTE_PRIOR as _PRIOR
 
 if TYPE_CHECKING:
     from shoprec.ranking.two_stage import TwoStageModel
@@ -295,7 +295,7 @@ class CandidateScorer:
 
     def _derived(self, user_id: str, items: np.ndarray, ranks: np.ndarray) -> dict[str, np.ndarray]:
         """The derived candidate and taste features, computed as the batch path's
-        ``_candidate_expressions`` and ``_taste_expressions`` do."""
+        ``candidate_expressions`` and ``taste_expressions`` do."""
         out: dict[str, np.ndarray] = {
             "sources": (~np.isnan(ranks)).sum(axis=1).astype(np.float64),
             "rrf": np.where(np.isnan(ranks), 0.0, 1.0 / (60.0 + ranks)).sum(axis=1),
