@@ -53,7 +53,7 @@ from shoprec.ranking.rules import RulesConfig
 
 __all__ = ["Ranker", "TwoStageConfig", "TwoStageModel", "scoring_memo"]
 
-_batch = threading.local()  # per thread: the generator behind each candidate of the batch
+_batch = threading.local()  # per thread: the validation gate's memo of scored users
 
 
 @contextmanager
