@@ -1,15 +1,25 @@
 """``shoprec build``: train the configured models and publish them as one run.
 
 A run lives in ``<workspace>/models/<run-id>/``: one file per model and a ``manifest.json``
-(config, data fingerprint, models, timings, metrics when evaluated). ``models/CURRENT`` names the
-published run and is replaced atomically, so a reader never sees half a run.
+(config, data fingerprint, models, timings, metrics when evaluated, and the size and SHA-256 of
+every file the build wrote). The manifest is written last, atomically, after the files are on
+disk, so a run without one is a build that did not finish. ``models/CURRENT`` names the published
+run and is replaced atomically, so a reader never sees half a run.
+
+A run is checked before it is published and before a server loads it (:func:`verify_run`): a
+missing, truncated or altered file, or no readable manifest, refuses it with one line saying
+what is wrong, and the published run stays as it was. A build that cannot write its run (a full
+disk) removes what it wrote and says so; ``CURRENT`` is not touched.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +34,7 @@ from shoprec.config import Settings
 from shoprec.data.dataset import Dataset
 from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID
 from shoprec.exceptions import DataError, LakeError
+from shoprec.files import replaced_atomically
 from shoprec.models import Recommender, fit_model, shared_fits
 
 if TYPE_CHECKING:
@@ -38,6 +49,7 @@ __all__ = [
     "load_model",
     "publish",
     "resolve_default",
+    "verify_run",
 ]
 
 logger = logging.getLogger(__name__)
@@ -130,9 +142,51 @@ def build(
         )
     stamp = datetime.now(UTC)
     run_id = f"{stamp:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    models_dir = settings.workspace / "models"
-    run_dir = models_dir / run_id
-    run_dir.mkdir(parents=True)
+    run_dir = settings.workspace / "models" / run_id
+    try:
+        run_dir.mkdir(parents=True)
+        result = _write_run(
+            run_dir, stamp, dataset, events, settings, source, on_model, evaluation, enrichment
+        )
+    except BaseException as exc:
+        # Half a run is never left behind: without its manifest it could not be published
+        # anyway, and on a full disk its files are the space the next build needs.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise LakeError(_write_failure(settings.workspace, run_id, exc)) from None
+        raise
+    if publish_run:
+        publish(settings.workspace, run_id)
+    return result
+
+
+def _write_failure(workspace: Path, run_id: str, exc: OSError) -> str:
+    """One line for a run the build could not write: why, and what is still published."""
+    what = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        what = "no space left on the device"
+    where = f" ({Path(exc.filename).name})" if exc.filename else ""
+    try:
+        current = (workspace / "models" / "CURRENT").read_text().strip()
+    except OSError:
+        current = None
+    kept = f"run {current} is still the published one" if current else "nothing is published"
+    return f"cannot write run {run_id}: {what}{where}; the partial run was removed and {kept}"
+
+
+def _write_run(
+    run_dir: Path,
+    stamp: datetime,
+    dataset: Dataset,
+    events: pl.DataFrame,
+    settings: Settings,
+    source: str,
+    on_model: Callable[[str], None] | None,
+    evaluation: EvaluationResult | None,
+    enrichment: dict[str, Any] | None,
+) -> BuildResult:
+    """Fit the models into ``run_dir`` and write its manifest last (not published here)."""
+    run_id = run_dir.name
     fit_seconds: dict[str, float] = {}
     entries: dict[str, Any] = {}
     default_model, default_why = resolve_default(settings.default_model, settings.models)
@@ -202,15 +256,45 @@ def build(
             "test_users": evaluation.n_test_users,
         }
         write_report(evaluation, run_dir / "report", title=f"shoprec run {run_id}")
-    manifest["artefacts"] = {
-        str(path.relative_to(run_dir)): path.stat().st_size
-        for path in sorted(run_dir.rglob("*"))
-        if path.is_file()
-    }
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    if publish_run:
-        publish(settings.workspace, run_id)
+    files = _seal(run_dir)
+    manifest["files"] = files
+    manifest["artefacts"] = {name: entry["bytes"] for name, entry in files.items()}
+    with replaced_atomically(run_dir / "manifest.json") as temporary:
+        temporary.write_text(json.dumps(manifest, indent=2))
+        _sync(temporary)
+    _sync(run_dir)
     return BuildResult(run_id, run_dir, fit_seconds, default_model, validation, tuple(warnings))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sync(path: Path) -> None:
+    """Flush a file or a folder's entries to the disk (a run is durable before it is named)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _seal(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every file of the run, flushed to the disk, with its size and SHA-256 (for the
+    manifest: :func:`verify_run` checks them)."""
+    files: dict[str, dict[str, Any]] = {}
+    for path in sorted(run_dir.rglob("*")):
+        if path.is_file():
+            _sync(path)
+            name = path.relative_to(run_dir).as_posix()
+            files[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    for folder in {path.parent for path in run_dir.rglob("*")}:
+        _sync(folder)
+    return files
 
 
 def _enrich(items: pl.DataFrame, settings: Settings) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -231,13 +315,71 @@ def _enrich(items: pl.DataFrame, settings: Settings) -> tuple[pl.DataFrame, dict
 
 
 def publish(workspace: Path, run_id: str) -> None:
-    """Make ``run_id`` the current run (an atomic replace of ``models/CURRENT``)."""
+    """Make ``run_id`` the current run (an atomic replace of ``models/CURRENT``), once
+    :func:`verify_run` finds it whole; a run that is not is refused (:class:`LakeError`) and
+    ``CURRENT`` is left as it was."""
     models_dir = workspace / "models"
-    if not (models_dir / run_id / "manifest.json").is_file():
-        raise LakeError(f"{models_dir / run_id}: no such run")
+    verify_run(workspace, run_id)
     temporary = models_dir / f".CURRENT.{os.getpid()}"
     temporary.write_text(run_id + "\n")
+    _sync(temporary)
     os.replace(temporary, models_dir / "CURRENT")
+    _sync(models_dir)
+
+
+def verify_run(workspace: Path, run_id: str) -> dict[str, Any]:
+    """The manifest of ``run_id`` once the run is found whole: its folder and a readable
+    manifest of that run exist, every model file it names is there, and every file it
+    recorded has the recorded size and SHA-256 (runs built before checksums were recorded:
+    the recorded sizes). Otherwise :class:`LakeError` with one line naming the first problem."""
+    if not run_id or "/" in run_id or run_id.startswith("."):
+        raise LakeError(f"{run_id!r} is not a run id")
+    run_dir = workspace / "models" / run_id
+    if not run_dir.is_dir():
+        raise LakeError(f"run {run_id}: no such run in the workspace")
+    refused = f"run {run_id} is refused"
+    try:
+        text = (run_dir / "manifest.json").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LakeError(
+            f"{refused}: it has no manifest.json (a build that did not finish)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LakeError(f"{refused}: cannot read its manifest.json: {exc}") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LakeError(f"{refused}: its manifest.json is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("run_id") != run_id:
+        raise LakeError(f"{refused}: its manifest.json is not this run's")
+    models = manifest.get("models")
+    if not isinstance(models, dict) or manifest.get("default_model") not in models:
+        raise LakeError(f"{refused}: its manifest.json names no default model it has")
+    recorded = manifest.get("files")
+    if not isinstance(recorded, dict):  # before checksums: sizes only
+        sizes = manifest.get("artefacts") or {}
+        recorded = {name: {"bytes": size} for name, size in sizes.items()}
+    for entry in models.values():
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not (run_dir / name).is_file():
+            raise LakeError(f"{refused}: its model file {name} is missing")
+    for name, expected in recorded.items():
+        _check_file(run_dir, name, expected, refused)
+    return manifest
+
+
+def _check_file(run_dir: Path, name: str, expected: dict[str, Any], refused: str) -> None:
+    path = run_dir / name
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise LakeError(f"{refused}: {name} is missing") from None
+    wrote = expected.get("bytes")
+    if size != wrote:
+        written = f"{wrote:,}" if isinstance(wrote, int) else "an unknown number of"
+        raise LakeError(f"{refused}: {name} has {size:,} bytes, its build wrote {written}")
+    if "sha256" in expected and _sha256(path) != expected["sha256"]:
+        raise LakeError(f"{refused}: {name} is not the file its build wrote (SHA-256 differs)")
 
 
 def list_runs(workspace: Path) -> list[dict[str, Any]]:

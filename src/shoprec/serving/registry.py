@@ -2,10 +2,13 @@
 
 A request takes :attr:`Registry.engine` once and uses that engine to the end, so a swap never
 fails a request in flight: the new run is loaded completely beside the old one, then one
-reference assignment makes it current. A watcher thread polls ``CURRENT``; a run that fails to
-load is reported and the old one keeps serving, and the watcher tries that run again only every
-``RETRY_FAILED_SECONDS`` (not at every poll: loading a large run costs seconds of CPU each time),
-sooner when ``CURRENT`` changes or when asked to (``refresh(force=True)``: the admin routes).
+reference assignment makes it current. A watcher thread polls ``CURRENT``. A run is checked
+whole before it is loaded (:func:`~shoprec.pipeline.build.verify_run`: every file its build
+recorded, by size and SHA-256); a run that is not, or that fails to load, is reported in
+:attr:`Registry.last_error` and the log while the old one keeps serving, and the watcher tries
+that run again only every ``RETRY_FAILED_SECONDS`` (not at every poll: loading a large run costs
+seconds of CPU each time), sooner when ``CURRENT`` changes or when asked to
+(``refresh(force=True)``: the admin routes).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from shoprec.config import Settings
 from shoprec.exceptions import ShoprecError
-from shoprec.pipeline.build import current_run
+from shoprec.pipeline.build import verify_run
 from shoprec.serving.engine import Engine
 
 __all__ = ["NotReadyError", "Registry"]
@@ -96,8 +99,8 @@ class Registry:
                 return False
             started = time.perf_counter()
             try:
-                run_id, manifest = current_run(self.workspace)
-                engine = Engine(self.workspace, run_id, manifest, settings=self.settings)
+                manifest = verify_run(self.workspace, pointed)
+                engine = Engine(self.workspace, pointed, manifest, settings=self.settings)
             except Exception as exc:  # keep serving the old run; say why the new one failed
                 self.last_error = f"cannot load run {pointed}: {exc}"
                 self.failed_loads += 1
@@ -115,7 +118,7 @@ class Registry:
             self.loads += 1
             log.info(
                 "serving run %s (was %s), loaded in %.2f s",
-                run_id,
+                pointed,
                 previous,
                 time.perf_counter() - started,
             )
