@@ -54,3 +54,33 @@ def test_bad_config_names_file_and_field(tmp_path: Path, text: str, message: str
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read config file"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_every_default_model_is_a_known_model() -> None:
+    from shoprec.models import MODELS, parse_model_settings
+
+    settings = load_settings()
+    parsed = parse_model_settings(settings.models, settings.default_model)
+    assert {config.kind for config in parsed.values()} == set(MODELS)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("models:\n  fast: {kind: ease, l2: -1}\n", r"shoprec\.yaml: models\.fast: model ease: l2"),
+        ("models:\n  odd: {kind: deep}\n", r"models\.odd: unknown model 'deep'; known models: als"),
+        ("default_model: fast\n", r"default_model 'fast' is not among the models \(popular, "),
+        ("evaluation: {split: {kind: sideways}}\n", r"shoprec\.yaml: evaluation\.split: "),
+        ("evaluation: {tuning: {trials: lots}}\n", r"shoprec\.yaml: evaluation\.tuning: "),
+    ],
+)
+def test_the_cli_checks_what_models_and_evaluation_define(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    from shoprec.cli.common import check_settings
+
+    config = tmp_path / "shoprec.yaml"
+    config.write_text(text)
+    settings = load_settings(config)  # plain settings: their shape is checked by their users
+    with pytest.raises(ConfigError, match=message):
+        check_settings(settings, str(config))

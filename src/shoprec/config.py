@@ -1,6 +1,11 @@
 """Settings: defaults, then a YAML or TOML file, then ``SHOPREC_*`` environment variables.
 
 Event weights, column mappings and every other tunable live here, not in code (DESIGN §2).
+
+These are plain settings: this module imports no model, splitter or index. The parts whose
+shape another module defines (``models``, ``evaluation.split``, ``evaluation.tuning``) are
+checked by their consumers; the CLI checks them all when it loads the settings
+(:func:`shoprec.cli.common.settings_for`), naming the file and the field.
 """
 
 from __future__ import annotations
@@ -131,10 +136,11 @@ class ServingSettings(_Strict):
     bus: str = Field(
         default="memory://",
         description="event bus: memory:// (in process, logged to <workspace>/stream/bus) or "
-        "redis://host:port/db",
+        "redis://host:port/db (the redis extra: pip install 'shoprec[redis]')",
     )
     state: str = Field(
-        default="memory://", description="live user state: memory:// or redis://host:port/db"
+        default="memory://",
+        description="live user state: memory:// or redis://host:port/db (the redis extra)",
     )
     lake_flush_seconds: float = Field(
         default=10.0,
@@ -277,34 +283,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         if explicit:  # already typed by the CLI; validating again would re-read the environment
             settings = settings.model_copy(update=explicit)
-        _check_references(settings, str(config_file) if config_file else "settings")
     except ValidationError as exc:
         where = str(config_file) if config_file is not None else "settings"
         raise ConfigError(f"{where}: {describe_validation_error(exc)}") from None
     return settings
-
-
-def _check_references(settings: Settings, where: str) -> None:
-    """Validate the parts typed by other modules (models, split, tuning) at load time."""
-    from shoprec.evaluation.splitters import parse_split_config
-    from shoprec.evaluation.tuning import TuningConfig
-    from shoprec.models import parse_model_config
-
-    for name, model in settings.models.items():
-        try:
-            parse_model_config(model)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: models.{name}: {exc}") from None
-    if settings.default_model != "auto" and settings.default_model not in settings.models:
-        known = ", ".join(settings.models) or "none"
-        raise ConfigError(
-            f"{where}: default_model {settings.default_model!r} is not among the models ({known})"
-        )
-    try:
-        parse_split_config(settings.evaluation.split)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: evaluation.split: {exc}") from None
-    try:
-        TuningConfig.model_validate(settings.evaluation.tuning)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: evaluation.tuning: {describe_validation_error(exc)}") from None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -22,7 +23,7 @@ from rich.progress import (
 )
 
 from shoprec.config import Settings, load_settings
-from shoprec.exceptions import ShoprecError
+from shoprec.exceptions import ConfigError, ShoprecError, describe_validation_error
 
 app = typer.Typer(
     name="shoprec",
@@ -69,7 +70,35 @@ def run(action: Callable[[], T]) -> T:
 
 
 def settings_for(config: Path | None, workspace: Path | None) -> Settings:
-    return run(lambda: load_settings(config, workspace=workspace))
+    """The settings, with the parts other modules define checked (one red line if not)."""
+
+    def load() -> Settings:
+        settings = load_settings(config, workspace=workspace)
+        check_settings(settings, str(config) if config is not None else "settings")
+        return settings
+
+    return run(load)
+
+
+def check_settings(settings: Settings, where: str) -> None:
+    """The settings whose shape models and evaluation define, checked before any work starts:
+    :class:`ConfigError` naming ``where`` (the config file) and the field."""
+    from shoprec.evaluation.splitters import parse_split_config
+    from shoprec.evaluation.tuning import TuningConfig
+    from shoprec.models import parse_model_settings
+
+    try:
+        parse_model_settings(settings.models, settings.default_model)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    try:
+        parse_split_config(settings.evaluation.split)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: evaluation.split: {exc}") from None
+    try:
+        TuningConfig.model_validate(settings.evaluation.tuning)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: evaluation.tuning: {describe_validation_error(exc)}") from None
 
 
 class Bar:
