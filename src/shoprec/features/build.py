@@ -95,13 +95,7 @@ def compute_features(
     ``users`` become geohash cells)."""
     config = config or FeatureConfig()
     past = events.filter(pl.col(TS) < as_of)
-    catalogue = (
-        items.select(
-            ITEM_ID, *[c for c in (CATEGORY, PRICE, CREATED_AT, LAT, LON) if c in items.columns]
-        ).unique(ITEM_ID, keep="last")
-        if items is not None
-        else pl.DataFrame(schema={ITEM_ID: pl.String})
-    )
+    catalogue = _catalogue(items)
     with_category = past.join(
         catalogue.select(ITEM_ID, *([CATEGORY] if CATEGORY in catalogue.columns else [])),
         on=ITEM_ID,
@@ -109,26 +103,64 @@ def compute_features(
     )
     if CATEGORY not in with_category.columns:
         with_category = with_category.with_columns(pl.lit(None, pl.String).alias(CATEGORY))
-    counts = [
+    counts = _window_counts(as_of, config)
+    users_table = _user_table(past, counts, as_of)
+    item_table = _item_table(past, catalogue, counts, as_of, config)
+    if users is not None and LAT in users.columns and LON in users.columns:
+        users_table = users_table.join(_user_places(users, config), on=USER_ID, how="left")
+    pairs = _pair_table(with_category, as_of, config)
+    users_table, item_table = _repeat_shares(past, users_table, item_table)
+    user_categories = _user_categories(with_category)
+    users_table, item_table = _taste_features(past, catalogue, as_of, users_table, item_table)
+    return FeatureTables(as_of, users_table, item_table, pairs, user_categories)
+
+
+_PURCHASES = pl.col(EVENT_TYPE) == "purchase"
+
+
+def _catalogue(items: pl.DataFrame | None) -> pl.DataFrame:
+    """One row per item: its id and whichever of category, price, listing date and place the
+    items table has."""
+    if items is None:
+        return pl.DataFrame(schema={ITEM_ID: pl.String})
+    wanted = [c for c in (CATEGORY, PRICE, CREATED_AT, LAT, LON) if c in items.columns]
+    return items.select(ITEM_ID, *wanted).unique(ITEM_ID, keep="last")
+
+
+def _window_counts(as_of: datetime, config: FeatureConfig) -> list[pl.Expr]:
+    """Events of each configured type in each window before ``as_of`` (``view_7d``, ...)."""
+    return [
         ((pl.col(EVENT_TYPE) == kind) & (pl.col(TS) >= as_of - timedelta(days=days)))
         .sum()
         .alias(f"{kind}_{days}d")
         for kind in config.event_types
         for days in config.windows_days
     ]
+
+
+def _user_table(past: pl.DataFrame, counts: list[pl.Expr], as_of: datetime) -> pl.DataFrame:
+    """Per known user: window counts, recency, the price they pay, baskets and breadth."""
     known = past.filter(pl.col(USER_ID).is_not_null())
-    purchases = pl.col(EVENT_TYPE) == "purchase"
-    users_table = known.group_by(USER_ID).agg(
+    paid = pl.col(PRICE).filter(_PURCHASES)
+    return known.group_by(USER_ID).agg(
         *[c.alias(f"user_{c.meta.output_name()}") for c in counts],
         _days_since(as_of).alias("user_days_since_last"),
-        pl.col(PRICE).filter(purchases).median().alias("user_price_median"),
-        (
-            pl.col(PRICE).filter(purchases).quantile(0.75)
-            - pl.col(PRICE).filter(purchases).quantile(0.25)
-        ).alias("user_price_spread"),
-        pl.col(BASKET_ID).filter(purchases).n_unique().alias("user_baskets"),
+        paid.median().alias("user_price_median"),
+        (paid.quantile(0.75) - paid.quantile(0.25)).alias("user_price_spread"),
+        pl.col(BASKET_ID).filter(_PURCHASES).n_unique().alias("user_baskets"),
         pl.col(ITEM_ID).n_unique().alias("user_distinct_items"),
     )
+
+
+def _item_table(
+    past: pl.DataFrame,
+    catalogue: pl.DataFrame,
+    counts: list[pl.Expr],
+    as_of: datetime,
+    config: FeatureConfig,
+) -> pl.DataFrame:
+    """Per item of the catalogue or the events: window counts, distinct users per window,
+    recency, trend, funnel rates and the catalogue's own columns as features."""
     touched = past.filter(pl.col(ITEM_ID).is_not_null())
     item_stats = touched.group_by(ITEM_ID).agg(
         *[c.alias(f"item_{c.meta.output_name()}") for c in counts],
@@ -141,8 +173,19 @@ def compute_features(
         ],
         _days_since(as_of).alias("item_days_since_last"),
     )
+    item_stats = item_stats.with_columns(_item_rates(config))
+    item_table = catalogue.join(item_stats, on=ITEM_ID, how="full", coalesce=True)
+    return item_table.with_columns(_catalogue_features(item_table, as_of, config)).drop(
+        [c for c in (PRICE, CREATED_AT, CATEGORY, LAT, LON) if c in item_table.columns]
+    )
+
+
+def _item_rates(config: FeatureConfig) -> list[pl.Expr]:
+    """The item's trend (users in the shortest window against the longest) and its funnel:
+    views to carts, carts to purchases (unknown where those types are not counted)."""
     window_short, window_long = min(config.windows_days), max(config.windows_days)
-    item_stats = item_stats.with_columns(
+    types = config.event_types
+    return [
         (
             pl.col(f"item_users_{window_short}d")
             * (window_long / window_short)
@@ -151,25 +194,28 @@ def compute_features(
         (
             pl.col(f"item_add_to_cart_{window_long}d") / (pl.col(f"item_view_{window_long}d") + 1.0)
         ).alias("item_view_to_cart")
-        if "view" in config.event_types and "add_to_cart" in config.event_types
+        if "view" in types and "add_to_cart" in types
         else pl.lit(None, pl.Float64).alias("item_view_to_cart"),
         (
             pl.col(f"item_purchase_{window_long}d")
             / (pl.col(f"item_add_to_cart_{window_long}d") + 1.0)
         ).alias("item_cart_to_purchase")
-        if "purchase" in config.event_types and "add_to_cart" in config.event_types
+        if "purchase" in types and "add_to_cart" in types
         else pl.lit(None, pl.Float64).alias("item_cart_to_purchase"),
-    )
-    item_table = catalogue.join(item_stats, on=ITEM_ID, how="full", coalesce=True)
+    ]
+
+
+def _catalogue_features(
+    item_table: pl.DataFrame, as_of: datetime, config: FeatureConfig
+) -> list[pl.Expr]:
+    """The catalogue's columns as item features: price, age in days, category, place and its
+    geohash cell."""
     extra = []
     if PRICE in item_table.columns:
         extra.append(pl.col(PRICE).alias("item_price"))
     if CREATED_AT in item_table.columns:
-        extra.append(
-            ((pl.lit(as_of) - pl.col(CREATED_AT)).dt.total_seconds() / 86_400.0).alias(
-                "item_age_days"
-            )
-        )
+        age = (pl.lit(as_of) - pl.col(CREATED_AT)).dt.total_seconds() / 86_400.0
+        extra.append(age.alias("item_age_days"))
     if CATEGORY in item_table.columns:
         extra.append(pl.col(CATEGORY).cast(pl.String).alias("item_category"))
     if LAT in item_table.columns and LON in item_table.columns:
@@ -180,47 +226,55 @@ def compute_features(
             config.geohash_precision,
         )
         extra.append(pl.lit(pl.Series("item_geohash", cells, dtype=pl.String)))
-    item_table = item_table.with_columns(extra).drop(
-        [c for c in (PRICE, CREATED_AT, CATEGORY, LAT, LON) if c in item_table.columns]
-    )
-    if users is not None and LAT in users.columns and LON in users.columns:
-        places = users.select(
-            USER_ID, pl.col(LAT).alias("user_lat"), pl.col(LON).alias("user_lon")
-        ).unique(USER_ID, keep="last")
-        places = places.with_columns(
-            pl.Series(
-                "user_geohash",
-                geohash(
-                    places.get_column("user_lat").to_numpy(),
-                    places.get_column("user_lon").to_numpy(),
-                    config.geohash_precision,
-                ),
-                dtype=pl.String,
-            )
+    return extra
+
+
+def _user_places(users: pl.DataFrame, config: FeatureConfig) -> pl.DataFrame:
+    """Each user's coordinates and geohash cell."""
+    places = users.select(
+        USER_ID, pl.col(LAT).alias("user_lat"), pl.col(LON).alias("user_lon")
+    ).unique(USER_ID, keep="last")
+    return places.with_columns(
+        pl.Series(
+            "user_geohash",
+            geohash(
+                places.get_column("user_lat").to_numpy(),
+                places.get_column("user_lon").to_numpy(),
+                config.geohash_precision,
+            ),
+            dtype=pl.String,
         )
-        users_table = users_table.join(places, on=USER_ID, how="left")
-    pairs = (
+    )
+
+
+def _pair_table(
+    with_category: pl.DataFrame, as_of: datetime, config: FeatureConfig
+) -> pl.DataFrame:
+    """Per user × item with events: counts, purchases (all and recent) and recency."""
+    recent = as_of - timedelta(days=max(config.windows_days[:-1] or [30]))
+    return (
         with_category.filter(pl.col(USER_ID).is_not_null() & pl.col(ITEM_ID).is_not_null())
         .group_by(USER_ID, ITEM_ID)
         .agg(
             pl.len().alias("pair_events"),
-            purchases.sum().alias("pair_purchases"),
+            _PURCHASES.sum().alias("pair_purchases"),
             _days_since(as_of).alias("pair_days_since_last"),
-            (pl.lit(as_of) - pl.col(TS).filter(purchases).max())
+            (pl.lit(as_of) - pl.col(TS).filter(_PURCHASES).max())
             .dt.total_seconds()
             .truediv(86_400.0)
             .alias("pair_days_since_purchase"),
-            (
-                purchases
-                & (pl.col(TS) >= as_of - timedelta(days=max(config.windows_days[:-1] or [30])))
-            )
-            .sum()
-            .alias("pair_recent_purchases"),
+            (_PURCHASES & (pl.col(TS) >= recent)).sum().alias("pair_recent_purchases"),
         )
     )
-    # How much a user, and an item, is bought again: repeat purchases over all purchases.
+
+
+def _repeat_shares(
+    past: pl.DataFrame, users_table: pl.DataFrame, item_table: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """How much a user, and an item, is bought again: repeat purchases over all purchases
+    (``user_repeat_share``, ``item_repeat_share``)."""
     repeat = (
-        past.filter(purchases & pl.col(USER_ID).is_not_null() & pl.col(ITEM_ID).is_not_null())
+        past.filter(_PURCHASES & pl.col(USER_ID).is_not_null() & pl.col(ITEM_ID).is_not_null())
         .sort(TS)
         .with_columns((pl.int_range(pl.len()).over(USER_ID, ITEM_ID) > 0).alias("__again"))
     )
@@ -234,10 +288,15 @@ def compute_features(
         on=ITEM_ID,
         how="left",
     )
-    user_categories = (
+    return users_table, item_table
+
+
+def _user_categories(with_category: pl.DataFrame) -> pl.DataFrame:
+    """Per user × category: the category's share of the user's events, and their purchases."""
+    return (
         with_category.filter(pl.col(USER_ID).is_not_null() & pl.col(CATEGORY).is_not_null())
         .group_by(USER_ID, CATEGORY)
-        .agg(pl.len().alias("__n"), purchases.sum().alias("user_category_purchases"))
+        .agg(pl.len().alias("__n"), _PURCHASES.sum().alias("user_category_purchases"))
         .select(
             USER_ID,
             pl.col(CATEGORY).cast(pl.String).alias("item_category"),
@@ -245,8 +304,6 @@ def compute_features(
             pl.col("user_category_purchases").cast(pl.Float64),
         )
     )
-    users_table, item_table = _taste_features(past, catalogue, as_of, users_table, item_table)
-    return FeatureTables(as_of, users_table, item_table, pairs, user_categories)
 
 
 def _taste_features(
@@ -269,6 +326,29 @@ def _taste_features(
     """
     if CATEGORY not in catalogue.columns:
         return users_table, item_table
+    placed = _price_places(catalogue, as_of)
+    touched = past.filter(pl.col(ITEM_ID).is_not_null()).join(placed, on=ITEM_ID, how="inner")
+    items = _category_popularity(past, catalogue, placed, touched, as_of)
+    item_columns: list[str] = [
+        c
+        for c in (
+            "item_category_global_share",
+            "item_category_pop_share",
+            "item_category_purchase_share",
+            "item_price_pct",
+        )
+        if c in items.columns
+    ]
+    if "item_band" in items.columns:
+        item_columns.append("item_band")
+    item_table = item_table.join(items.select(ITEM_ID, *item_columns), on=ITEM_ID, how="left")
+    users_table = users_table.join(_user_taste(touched), on=USER_ID, how="left")
+    return users_table, item_table
+
+
+def _price_places(catalogue: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
+    """The items on sale before ``as_of`` with a category: their category (``__category``)
+    and, where priced, their price percentile within it and its third (``item_band``)."""
     listed = catalogue.filter(pl.col(CATEGORY).is_not_null())
     if CREATED_AT in listed.columns:
         listed = listed.filter(pl.col(CREATED_AT).is_null() | (pl.col(CREATED_AT) < as_of))
@@ -285,7 +365,18 @@ def _taste_features(
         placed = placed.with_columns(
             (pl.col("item_price_pct") * 3).floor().clip(0, 2).alias("item_band")
         )
-    touched = past.filter(pl.col(ITEM_ID).is_not_null()).join(placed, on=ITEM_ID, how="inner")
+    return placed
+
+
+def _category_popularity(
+    past: pl.DataFrame,
+    catalogue: pl.DataFrame,
+    placed: pl.DataFrame,
+    touched: pl.DataFrame,
+    as_of: datetime,
+) -> pl.DataFrame:
+    """Each placed item's share of its category's events and purchases per day on sale, and
+    its category's share of all events."""
     per_item = touched.group_by(ITEM_ID).agg(
         pl.len().alias("__n"),
         (pl.col(EVENT_TYPE) == "purchase").sum().alias("__p"),
@@ -322,22 +413,14 @@ def _taste_features(
     )
     per_category = touched.group_by("__category").agg(pl.len().alias("__c"))
     total = max(touched.height, 1)
-    items = items.join(per_category, on="__category", how="left").with_columns(
+    return items.join(per_category, on="__category", how="left").with_columns(
         (pl.col("__c").fill_null(0) / total).alias("item_category_global_share")
     )
-    item_columns: list[str] = [
-        c
-        for c in (
-            "item_category_global_share",
-            "item_category_pop_share",
-            "item_category_purchase_share",
-            "item_price_pct",
-        )
-        if c in items.columns
-    ]
-    if "item_band" in items.columns:
-        item_columns.append("item_band")
-    item_table = item_table.join(items.select(ITEM_ID, *item_columns), on=ITEM_ID, how="left")
+
+
+def _user_taste(touched: pl.DataFrame) -> pl.DataFrame:
+    """Per user: events and purchases on placed items, the mean price percentile of what they
+    touch and the smoothed share of each price band."""
     mine = touched.filter(pl.col(USER_ID).is_not_null())
     aggregates = [
         pl.len().alias("user_category_events"),
@@ -350,5 +433,4 @@ def _taste_features(
             (((pl.col("item_band") == band).sum() + 1.0) / known).alias(f"user_band{band}_share")
             for band in range(3)
         ]
-    users_table = users_table.join(mine.group_by(USER_ID).agg(aggregates), on=USER_ID, how="left")
-    return users_table, item_table
+    return mine.group_by(USER_ID).agg(aggregates)
