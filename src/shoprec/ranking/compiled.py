@@ -8,11 +8,16 @@ worker but the first loads it in milliseconds. Its name carries the lleaves vers
 processor it was compiled for (LLVM's name and features of the host): a run folder shared by
 machines of different processors keeps one file for each, and none runs code built for another
 (an instruction the processor lacks would kill the server).
+
+lleaves and llvmlite are the ``compiled`` extra (``pip install 'shoprec[compiled]'``). Without
+them the ranker is not compiled and LightGBM's own predict serves it, with the same scores; the
+log says so once per process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import logging
@@ -23,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from shoprec.compat import install_hint
 from shoprec.files import replaced_atomically
 
 __all__ = ["compile_ranker", "host_processor"]
@@ -42,13 +48,24 @@ def host_processor() -> str:
     return f"{llvm.get_host_cpu_name()}-{digest}"
 
 
+@functools.cache
+def _say_not_installed() -> None:
+    log.warning(
+        "the compiled extra (lleaves) is not installed: LightGBM's own predict serves the "
+        "ranker, slower per request (%s)",
+        install_hint("compiled"),
+    )
+
+
 def compile_ranker(booster: Any, cache: Path | None = None) -> Predict | None:
     """A function with ``booster``'s predictions (rows × features in, one score per row out),
-    compiled; None when it cannot be (the caller keeps LightGBM's own predict). ``cache`` is
-    where the machine code is kept between processes."""
+    compiled; None when it cannot be (the caller keeps LightGBM's own predict), which the log
+    says (once when lleaves is not installed). ``cache`` is where the machine code is kept
+    between processes."""
     try:
         import lleaves
-    except ImportError:  # pragma: no cover - a core dependency
+    except ImportError:
+        _say_not_installed()
         return None
     try:
         if cache is not None:  # machine code of another lleaves version or processor: not reused

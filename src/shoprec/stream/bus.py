@@ -13,7 +13,8 @@ Two implementations of :class:`~shoprec.stream.protocols.EventBus`, opened by UR
     read through a consumer group. Options: ``stream`` (default ``shoprec:events``), ``group``
     (``shoprec-workers``), ``maxlen`` (1,000,000), ``idle_ms`` (30,000) and redis-py's own
     connection options (``socket_timeout``, ``health_check_interval``, ...). Needs Redis 6.2 or
-    later (``XAUTOCLAIM``); :meth:`RedisBus.backlog` is exact from 7.0 on (``lag``).
+    later (``XAUTOCLAIM``); :meth:`RedisBus.backlog` is exact from 7.0 on (``lag``), and the
+    ``redis`` extra (``pip install 'shoprec[redis]'``).
 
 Both deliver at least once: a delivery that is not acknowledged within ``idle_ms`` is delivered
 again (to any consumer) with ``attempts`` one higher, so the consumer must apply events
@@ -40,12 +41,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-import redis
-
-from shoprec.exceptions import ConfigError, DataError, ShoprecError
+from shoprec.exceptions import (
+    BacklogFullError,
+    BusError,
+    BusUnavailableError,
+    ConfigError,
+    DataError,
+)
 from shoprec.files import replaced_atomically
 from shoprec.stream.protocols import Delivery, EventBus
 from shoprec.stream.urls import UrlSyntax, redact_url
+
+try:  # the redis extra; a redis:// URL without it fails when parsed (shoprec.compat.require)
+    import redis
+except ImportError:  # pragma: no cover - the test install has every extra
+    redis = None  # type: ignore[assignment]
 
 try:  # POSIX: one process owns a memory bus folder at a time
     import fcntl
@@ -76,18 +86,6 @@ DEFAULT_GROUP = "shoprec-workers"
 DEFAULT_IDLE_MS = 30_000
 DEFAULT_MAXLEN = 1_000_000
 DEFAULT_MAX_BACKLOG = 100_000
-
-
-class BusError(ShoprecError):
-    """The event bus cannot do what was asked (closed, locked by another process, ...)."""
-
-
-class BusUnavailableError(BusError):
-    """The bus cannot take events right now; try again later (the API answers 503)."""
-
-
-class BacklogFullError(BusUnavailableError):
-    """Publishing would exceed the bus's maximum backlog of unacknowledged events."""
 
 
 # --------------------------------------------------------------------------- shared helpers

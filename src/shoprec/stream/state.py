@@ -9,6 +9,7 @@ Two implementations of :class:`~shoprec.stream.protocols.LiveState`, opened by U
 ``redis://host:port/db?prefix=NAME&recent=N&applied=N``
     :class:`RedisLiveState`: shared by every API replica and worker. One Lua script applies an
     event atomically, so two workers handed the same event (a re-delivery) count it once.
+    Needs the ``redis`` extra (``pip install 'shoprec[redis]'``).
 
 Both also offer ``apply_many(events)`` (how many were new) and ``apply_each(events)`` (whether
 each was new), which send a whole batch to Redis in one round trip.
@@ -35,12 +36,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import numpy as np
-import redis
-from redis.exceptions import NoScriptError
 
 from shoprec.data.schema import EVENT_ID, EVENT_TYPE, ITEM_ID, USER_ID
-from shoprec.exceptions import ShoprecError
+from shoprec.exceptions import StateError, StateUnavailableError
 from shoprec.stream.urls import UrlSyntax
+
+try:  # the redis extra; a redis:// URL without it fails when parsed (shoprec.compat.require)
+    import redis
+    from redis.exceptions import NoScriptError
+except ImportError:  # pragma: no cover - the test install has every extra
+    redis = None  # type: ignore[assignment]
 
 __all__ = [
     "DEFAULT_APPLIED_LIMIT",
@@ -299,14 +304,6 @@ return 1
 
 _SCAN_COUNT = 1000
 _DELETE_BATCH = 500
-
-
-class StateError(ShoprecError):
-    """The live state failed to answer (Redis refused a command); the server answers 503."""
-
-
-class StateUnavailableError(StateError):
-    """The live state cannot be reached (no connection, or no answer in time)."""
 
 
 P = ParamSpec("P")

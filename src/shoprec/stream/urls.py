@@ -2,7 +2,9 @@
 
 ``memory://?name=value`` names the embedded backend: no host, no path, only options.
 ``redis://host:port/db?name=value`` (or ``rediss://``) names Redis: the backend's own options
-and redis-py's connection options (``socket_timeout=5``) share the query.
+and redis-py's connection options (``socket_timeout=5``) share the query. Redis needs the
+``redis`` extra; without it a Redis URL raises :class:`~shoprec.exceptions.MissingExtraError`
+naming the extra to install.
 
 A swap point declares a :class:`UrlSyntax` (what it is called in messages and its options on
 each scheme, each an ``int`` or a ``str``) and builds its object from what
@@ -13,24 +15,29 @@ supported.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
-from redis.connection import URL_QUERY_ARGUMENT_PARSERS
-
+from shoprec.compat import require
 from shoprec.exceptions import ConfigError
 
-__all__ = ["REDIS_CONNECTION_OPTIONS", "ParsedUrl", "UrlSyntax", "redact_url"]
-
-REDIS_CONNECTION_OPTIONS = frozenset(URL_QUERY_ARGUMENT_PARSERS) - {"db", "protocol"}
-"""redis-py's options a ``redis://`` URL may carry: the database is the path, replies are RESP2."""
+__all__ = ["ParsedUrl", "UrlSyntax", "redact_url", "redis_connection_options"]
 
 Backend = Literal["memory", "redis"]
 OptionKinds = Mapping[str, type[int] | type[str]]
 
 _BACKENDS: dict[str, Backend] = {"memory": "memory", "redis": "redis", "rediss": "redis"}
+
+
+@functools.cache
+def redis_connection_options() -> frozenset[str]:
+    """redis-py's options a ``redis://`` URL may carry: the database is the path, replies are
+    RESP2."""
+    connection = require("redis.connection", "redis", needed_by="a redis:// URL")
+    return frozenset(connection.URL_QUERY_ARGUMENT_PARSERS) - {"db", "protocol"}
 
 
 def redact_url(url: str) -> str:
@@ -79,6 +86,7 @@ class UrlSyntax:
         if backend == "memory" and (parts.netloc or parts.path.strip("/")):
             raise self.error(url, "memory:// takes no host or path; options go in the query")
         if backend == "redis":
+            require("redis", "redis", needed_by=f"the {self.what} at {redact_url(url)}")
             self._check_redis_address(url, parts)
         query = self._query(url, parts.query)
         options = self._options(url, backend, query, defaults or {})
@@ -123,7 +131,7 @@ class UrlSyntax:
         """The defaults, overridden by the query's own options, each converted to its kind; an
         unknown option raises ConfigError (on Redis the query may also hold redis-py's)."""
         kinds = self.memory if backend == "memory" else self.redis
-        connection = REDIS_CONNECTION_OPTIONS if backend == "redis" else frozenset()
+        connection = redis_connection_options() if backend == "redis" else frozenset()
         unknown = (set(defaults) - set(kinds)) | (set(query) - set(kinds) - connection)
         if unknown:
             names = ", ".join(sorted(unknown))
