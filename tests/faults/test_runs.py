@@ -128,7 +128,7 @@ def test_a_server_keeps_serving_when_current_names_a_damaged_run(shop: Path) -> 
     user = "U" + "0" * 6 + "1"
     with serving(shop) as server:
         client = httpx.Client(base_url=server.url, timeout=30)
-        for damage in ("truncated model file", "no manifest"):
+        for damage in ("one byte changed", "truncated model file", "no manifest"):
             bad = copy_run(shop, good)
             DAMAGE[damage][0](shop / "models" / bad)
             failures = _load_failures(server.url)
