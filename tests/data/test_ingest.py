@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from shoprec.data.ingest import ingest
@@ -150,3 +151,91 @@ def test_bom_and_crlf_change_nothing(
     events_a = Lake(tmp_path / "a").events().sort("ts", "item_id")
     events_b = Lake(tmp_path / "b").events().sort("ts", "item_id")
     assert events_a.equals(events_b)
+
+
+def test_an_unclosed_quote_loses_no_row_and_does_not_empty_the_file(
+    tmp_path: Path, workspace: Path
+) -> None:
+    for broken in (2, 3):  # first data line (the file's first piece is then its header alone)
+        rows = ["u1,i1,view,2024-01-01", "u2,i2,view,2024-01-02", "u3,i3,view,2024-01-03"]
+        rows.insert(broken - 2, 'u9,"i9,view,2024-01-04')
+        path = _events_csv(tmp_path / "events.csv", rows)
+        report = ingest([path], "csv", workspace=workspace / str(broken))
+        assert (report.rows_read, report.rows_rejected, report.rows_kept) == (4, 1, 3)
+        assert report.warnings == []
+        assert report.rejects.select("line", "reason").rows() == [(broken, "unclosed quote")]
+        assert sorted(Lake(workspace / str(broken)).events()["user_id"]) == ["u1", "u2", "u3"]
+
+
+def test_timestamps_far_outside_a_plausible_range_are_rejected(
+    tmp_path: Path, workspace: Path
+) -> None:
+    rows = [
+        "u1,i1,view,0001-01-01",
+        "u2,i2,view,1989-12-31 23:59:59",
+        "u3,i3,view,9999-12-31",
+        "u4,i4,view,1990-01-01",
+        "u5,i5,view,0",  # epoch 0, 1970
+    ]
+    report = ingest([_events_csv(tmp_path / "events.csv", rows)], "csv", workspace=workspace)
+    out_of_range = report.rejects.filter(pl.col("reason").str.starts_with("timestamp out of"))
+    assert out_of_range.select("line", "field").rows() == [
+        (2, "ts"),
+        (3, "ts"),
+        (4, "ts"),
+        (6, "ts"),
+    ]
+    assert "before 1990-01-01" in out_of_range["reason"][0]
+    assert Lake(workspace).events()["user_id"].to_list() == ["u4"]
+    assert report.rejects_path is not None
+    assert "0001-01-01" in Path(report.rejects_path).read_text()
+
+
+def test_ingest_applies_the_apis_bounds(tmp_path: Path, workspace: Path) -> None:
+    items = tmp_path / "items.csv"
+    huge = "t" * 5_000_000
+    items.write_text(
+        "item_id,title,category,lat,lon,entity_type\n"
+        f"ok,A title,cat,1,2,item\n"
+        f"long-title,{huge},cat,1,2,item\n"
+        f"{'i' * 201},t,cat,1,2,item\n"
+        f"far,t,cat,91,2,item\n"
+        f"odd-type,t,cat,1,2,car listing\n"
+        f"long-category,t,{'c' * 201},1,2,item\n"
+    )
+    report = ingest([items], "csv", workspace=workspace)
+    assert report.items == 1
+    by_line = dict(report.rejects.select("line", "reason").iter_rows())
+    assert by_line == {
+        3: "title is longer than 1,000 characters",
+        4: "item_id is longer than 200 characters",
+        5: "lat is not between -90 and 90",
+        6: "invalid entity_type (letters, digits and _, at most 40)",
+        7: "category is longer than 200 characters",
+    }
+    shown = report.rejects.filter(pl.col("line") == 3)["value"].item()
+    assert shown.endswith("(5000000 characters)")
+    assert len(shown) < 120
+    assert Lake(workspace).items()["item_id"].to_list() == ["ok"]
+
+
+def test_event_ids_and_context_follow_the_apis_bounds(tmp_path: Path, workspace: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    lines = [
+        {"user_id": "u1", "item_id": "i1", "event_type": "view", "ts": "2024-01-01"},
+        {"user_id": "u" * 201, "item_id": "i1", "event_type": "view", "ts": "2024-01-01"},
+        {"user_id": " ", "item_id": "i1", "event_type": "view", "ts": "2024-01-01"},
+        {"user_id": "u1", "item_id": "i1", "event_type": "view", "ts": "2024-01-01",
+         "context": json.dumps({f"k{i}": i for i in range(33)})},
+        {"user_id": "u1", "item_id": "i1", "event_type": "view", "ts": "2024-01-01",
+         "context": json.dumps({"page": "p" * 201})},
+        {"user_id": "u1", "item_id": "i2", "event_type": "view", "ts": "2024-01-01",
+         "context": json.dumps({"page": "p" * 200})},
+    ]  # fmt: skip
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    report = ingest([path], "jsonl", workspace=workspace)
+    by_line = dict(report.rejects.select("line", "value").iter_rows())
+    assert sorted(by_line) == [2, 3, 4, 5]
+    assert by_line[4] == "more than 32 entries"
+    assert by_line[5] == "the value of 'page' is longer than 200 characters"
+    assert sorted(Lake(workspace).events()["item_id"]) == ["i1", "i2"]

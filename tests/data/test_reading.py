@@ -125,3 +125,54 @@ def test_a_ragged_first_row_is_rejected_not_fatal(tmp_path: Path) -> None:
     assert table.rejects["line"].to_list() == [2]
     pieces = list(iter_delimited(path, chunk_bytes=8))
     assert [r for p in pieces for r in p.frame["_line"].to_list()] == [3]
+
+
+def test_an_unclosed_quote_costs_its_own_line_only(tmp_path: Path) -> None:
+    path = write(tmp_path, b'a,b\n1,x\n2,"y\n3,z\n4,w\n')
+    table = read_delimited(path)
+    assert table.frame.select("_line", "a").rows() == [(2, "1"), (4, "3"), (5, "4")]
+    assert table.rejects.select("line", "reason", "value").rows() == [(3, "unclosed quote", '2,"y')]
+    assert table.rows_read == 4
+
+
+def test_a_quote_that_swallows_a_line_of_the_right_width_is_still_caught(tmp_path: Path) -> None:
+    # '2,"y' + newline + '3,z' would read as the two fields 2 and 'y\n3,z'
+    path = write(tmp_path, b'a,b\n1,x\n2,"y\n3,z\n')
+    table = read_delimited(path)
+    assert table.frame["_line"].to_list() == [2, 4]
+    assert table.rejects["line"].to_list() == [3]
+
+
+def test_a_stray_carriage_return_is_a_rejected_line_not_a_crash(tmp_path: Path) -> None:
+    path = write(tmp_path, b'a,b\n1,x\ny\rz,"q"\n"2\n",w\n')
+    table = read_delimited(path)
+    assert table.frame.select("_line", "a").rows() == [(2, "1"), (4, "2\n")]
+    assert table.rejects.select("line", "reason").rows() == [(3, "not valid CSV")]
+    assert "carriage return" in table.rejects["value"].item()
+
+
+def test_white_space_lines_are_blank_on_either_path(tmp_path: Path) -> None:
+    for quoted in (b"", b'"x, y",1\n'):  # the second takes the exact path
+        path = write(tmp_path, b"a,b\n1,2\n   \n\t\r\n" + quoted + b"3,4\n")
+        table = read_delimited(path)
+        assert table.rejects.height == 0
+        assert table.rows_read == 2 + bool(quoted)
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="names column 'a' twice"):
+        read_delimited(write(tmp_path, b"a,b,a\n1,2,3\n"))
+    with pytest.raises(SourceError, match="reserved name"):
+        read_delimited(write(tmp_path, b"_line,b\n1,2\n"))
+
+
+def test_an_undecodable_header_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"the header \(line 1\) is not UTF-8 text"):
+        read_delimited(write(tmp_path, b"\xff\xfe,b\n1,2\n"))
+
+
+def test_a_field_longer_than_the_csv_modules_limit_is_read(tmp_path: Path) -> None:
+    long = "x" * 200_000
+    path = write(tmp_path, f'a,b\n1,"{long}\nmore"\n2,y\n'.encode())
+    table = read_delimited(path)
+    assert table.frame["b"].to_list() == [f"{long}\nmore", "y"]

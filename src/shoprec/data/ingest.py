@@ -19,16 +19,14 @@ from shoprec.data.schema import (
     ENTITY_TYPE,
     EVENT_ID,
     EVENTS_SCHEMA,
-    ITEM_ID,
     ITEMS_SCHEMA,
-    PRICE,
     SOURCE,
-    USER_ID,
     USERS_SCHEMA,
     EventIdAssigner,
     conform,
     event_checks,
-    printable_id_checks,
+    item_checks,
+    user_checks,
 )
 from shoprec.exceptions import SourceError
 
@@ -56,15 +54,6 @@ def _validate(
     conformed = conform(_with_location(frame), schema, keep=_PRIVATE)
     kept, rejects = split_rejects(conformed, checks)
     return kept.drop(_PRIVATE), [rejects] if rejects.height else []
-
-
-def _item_checks() -> list[Check]:
-    return [
-        Check("missing item_id", ITEM_ID, pl.col(ITEM_ID).is_null()),
-        *printable_id_checks(ITEM_ID),
-        Check("negative price", PRICE, pl.col(PRICE) < 0),
-        Check("price is not a finite number", PRICE, ~pl.col(PRICE).is_finite()),
-    ]
 
 
 def _check_paths(paths: Sequence[Path]) -> None:
@@ -166,16 +155,9 @@ def _validated_tables(
     source: SourceData, config: IngestConfig, rejected: list[pl.DataFrame]
 ) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
     items, item_rejects = _validate(
-        _item_defaults(source.items, config), ITEMS_SCHEMA, _item_checks()
+        _item_defaults(source.items, config), ITEMS_SCHEMA, item_checks()
     )
-    users, user_rejects = _validate(
-        source.users,
-        USERS_SCHEMA,
-        [
-            Check("missing user_id", USER_ID, pl.col(USER_ID).is_null()),
-            *printable_id_checks(USER_ID),
-        ],
-    )
+    users, user_rejects = _validate(source.users, USERS_SCHEMA, user_checks())
     rejected.extend([*item_rejects, *user_rejects])
     return items, users
 
@@ -196,7 +178,7 @@ def _report(
         rejects=pl.concat([source.all_rejects(), *rejected], how="vertical").sort(
             "file", "line", nulls_last=True, maintain_order=True
         ),
-        warnings=list(source.warnings),
+        warnings=source.all_warnings(),
         events_read=events_read,
         items=0 if items is None else items.height,
         users=0 if users is None else users.height,

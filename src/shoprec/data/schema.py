@@ -6,7 +6,9 @@ Every adapter produces these three tables and every other part of shoprec consum
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -16,21 +18,29 @@ from shoprec.data.report import Check
 
 __all__ = [
     "CONTROL_CHARACTERS",
+    "EARLIEST_TS",
+    "ENTITY_TYPE_PATTERN",
     "EVENTS_SCHEMA",
     "EVENT_TYPE_PATTERN",
+    "FUTURE_TOLERANCE",
     "ITEMS_SCHEMA",
     "NON_ITEM_EVENT_TYPES",
     "TS_DTYPE",
     "USERS_SCHEMA",
+    "Bounds",
     "EventIdAssigner",
     "add_event_ids",
     "conform",
     "event_checks",
+    "id_checks",
+    "item_checks",
     "json_attributes",
+    "json_object_problem",
     "parse_float",
     "parse_float_failed",
     "parse_timestamps",
-    "printable_id_checks",
+    "ts_out_of_range",
+    "user_checks",
 ]
 
 # -- column names -------------------------------------------------------------------------------
@@ -106,6 +116,28 @@ NON_ITEM_EVENT_TYPES = frozenset({"pageview", "engagement", "search", "session_s
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 # no id may hold one: a NUL or a line break in an id breaks the files and logs it ends up in
 CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
+ENTITY_TYPE_PATTERN = r"^[A-Za-z0-9_]{1,40}$"
+
+# An event's time must lie in [EARLIEST_TS, now + FUTURE_TOLERANCE]: one event from year 1 (a
+# zeroed date) stretches the data's time span to two millennia and empties the ranker's windows.
+EARLIEST_TS = datetime(1990, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+class Bounds:
+    """The largest values the API models accept (``shoprec.stream.events``); ingest rejects a
+    row that exceeds one, so a file cannot put into the lake what the API would refuse."""
+
+    ID_LENGTH = 200
+    TITLE_LENGTH = 1000
+    CATEGORY_LENGTH = 200
+    TEXT_LENGTH = 10_000
+    KEY_LENGTH = 64
+    ATTRIBUTES = 64
+    ATTRIBUTE_VALUE_LENGTH = 500
+    CONTEXT_ENTRIES = 32
+    CONTEXT_VALUE_LENGTH = 200
+
 
 DEFAULT_ENTITY_TYPE = "item"
 
@@ -215,22 +247,128 @@ def conform(
     return frame.select(exprs)
 
 
-def printable_id_checks(*columns: str) -> list[Check]:
-    """Row rules refusing ids with a control character (the rule the API applies to every id);
-    the rejects file shows the id with each such character as U+FFFD, not the character."""
+def _preview(column: str) -> pl.Expr:
+    """A long value as the rejects file shows it: its start and its length."""
+    text = pl.col(column).cast(pl.String)
+    length = text.str.len_chars()
+    return (
+        pl.when(length > 80)
+        .then(text.str.slice(0, 80) + "… (" + length.cast(pl.String) + " characters)")
+        .otherwise(text)
+    )
+
+
+def _too_long(column: str, limit: int, *, stripped: bool = False) -> Check:
+    text = pl.col(column).str.strip_chars() if stripped else pl.col(column)
+    return Check(
+        f"{column} is longer than {limit:,} characters",
+        column,
+        text.str.len_chars() > limit,
+        _preview(column),
+    )
+
+
+def id_checks(*columns: str) -> list[Check]:
+    """Row rules for ids, as the API's ``Id`` has them: not blank, at most
+    :attr:`Bounds.ID_LENGTH` characters (surrounding blanks aside), and no control character;
+    the rejects file shows such a character as U+FFFD, not the character."""
+    checks = []
+    for column in columns:
+        checks += [
+            Check(f"{column} is blank", column, pl.col(column).str.strip_chars() == ""),
+            _too_long(column, Bounds.ID_LENGTH, stripped=True),
+            Check(
+                f"{column} has a control character (a NUL, a line break, ...)",
+                column,
+                pl.col(column).str.contains(CONTROL_CHARACTERS),
+                value=_preview(column).str.replace_all(CONTROL_CHARACTERS, "\ufffd"),
+            ),
+        ]
+    return checks
+
+
+def json_object_problem(
+    text: str, *, entries: int, value_length: int, key_length: int = Bounds.KEY_LENGTH
+) -> str | None:
+    """What keeps ``text`` from being a flat JSON object within the API's bounds, or None.
+
+    >>> json_object_problem('{"a": "xyz", "b": 2}', entries=1, value_length=2)
+    'more than 1 entries'
+    """
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return "not valid JSON"
+    if not isinstance(value, dict):
+        return "not a JSON object"
+    if len(value) > entries:
+        return f"more than {entries} entries"
+    for key, item in value.items():
+        if len(key) > key_length:
+            return f"a key longer than {key_length} characters"
+        if isinstance(item, dict | list):
+            return f"{key!r} is not a flat value"
+        if isinstance(item, str) and len(item) > value_length:
+            return f"the value of {key!r} is longer than {value_length} characters"
+    return None
+
+
+def _json_check(column: str, *, entries: int, value_length: int) -> Check:
+    """Rows whose ``column`` is not a flat JSON object within bounds; only texts long enough to
+    break one (longer than the shortest bound) are parsed."""
+    short = min(Bounds.KEY_LENGTH, value_length, 5 * entries)
+
+    def problems(values: pl.Series) -> pl.Series:
+        long = (values.str.len_chars() > short).fill_null(False)
+        found = pl.Series(column, [None] * len(values), dtype=pl.String)
+        if long.any():
+            texts = values.filter(long).to_list()
+            found = found.scatter(
+                long.arg_true(),
+                pl.Series(
+                    [
+                        json_object_problem(t, entries=entries, value_length=value_length)
+                        for t in texts
+                    ],
+                    dtype=pl.String,
+                ),
+            )
+        return found
+
+    problem = pl.col(column).map_batches(problems, return_dtype=pl.String)
+    return Check(
+        f"{column} is not a JSON object the API accepts ({entries} entries, "
+        f"values of at most {value_length} characters)",
+        column,
+        problem.is_not_null(),
+        problem,
+    )
+
+
+def ts_out_of_range(column: str = TS) -> pl.Expr:
+    """True where a time lies before :data:`EARLIEST_TS` or more than
+    :data:`FUTURE_TOLERANCE` after now."""
+    latest = datetime.now(UTC) + FUTURE_TOLERANCE
+    return (pl.col(column) < EARLIEST_TS) | (pl.col(column) > latest)
+
+
+def _coordinate_checks() -> list[Check]:
     return [
-        Check(
-            f"{column} has a control character (a NUL, a line break, ...)",
-            column,
-            pl.col(column).str.contains(CONTROL_CHARACTERS),
-            value=pl.col(column).str.replace_all(CONTROL_CHARACTERS, "\ufffd"),
-        )
-        for column in columns
+        Check(f"{name} is not between -{limit} and {limit}", name, ~(pl.col(name).abs() <= limit))
+        for name, limit in ((LAT, 90), (LON, 180))
+    ]
+
+
+def _price_checks() -> list[Check]:
+    return [
+        Check("negative price", PRICE, pl.col(PRICE) < 0),
+        Check("price is not a finite number", PRICE, ~pl.col(PRICE).is_finite()),
     ]
 
 
 def event_checks() -> list[Check]:
-    """Row rules every canonical event must pass, whatever its source."""
+    """Row rules every canonical event must pass, whatever its source: those of the API's
+    ``EventIn``."""
     event_type = pl.col(EVENT_TYPE)
     item_event = ~event_type.is_in(list(NON_ITEM_EVENT_TYPES))
     return [
@@ -239,18 +377,61 @@ def event_checks() -> list[Check]:
             "invalid event_type (lower-case letters, digits and _)",
             EVENT_TYPE,
             ~event_type.str.contains(EVENT_TYPE_PATTERN),
+            _preview(EVENT_TYPE),
         ),
         Check("missing timestamp", TS, pl.col(TS).is_null()),
+        Check(
+            f"timestamp out of range (before {EARLIEST_TS:%Y-%m-%d} or more than "
+            f"{FUTURE_TOLERANCE.days} day in the future)",
+            TS,
+            ts_out_of_range(TS),
+        ),
         Check("missing item_id", ITEM_ID, item_event & pl.col(ITEM_ID).is_null()),
         Check(
             "missing user_id (and no basket or session to attach the event to)",
             USER_ID,
             pl.col(USER_ID).is_null() & pl.col(BASKET_ID).is_null() & pl.col(SESSION_ID).is_null(),
         ),
-        *printable_id_checks(USER_ID, ITEM_ID, BASKET_ID, SESSION_ID),
-        Check("negative price", PRICE, pl.col(PRICE) < 0),
-        Check("price is not a finite number", PRICE, ~pl.col(PRICE).is_finite()),
+        *id_checks(EVENT_ID, USER_ID, ITEM_ID, BASKET_ID, SESSION_ID, RECOMMENDATION_ID),
+        *_price_checks(),
         Check("value is not a finite number", VALUE, ~pl.col(VALUE).is_finite()),
+        _json_check(
+            CONTEXT, entries=Bounds.CONTEXT_ENTRIES, value_length=Bounds.CONTEXT_VALUE_LENGTH
+        ),
+    ]
+
+
+def item_checks() -> list[Check]:
+    """Row rules every catalogue item must pass: those of the API's ``ItemIn``."""
+    return [
+        Check("missing item_id", ITEM_ID, pl.col(ITEM_ID).is_null()),
+        *id_checks(ITEM_ID),
+        Check(
+            "invalid entity_type (letters, digits and _, at most 40)",
+            ENTITY_TYPE,
+            ~pl.col(ENTITY_TYPE).str.contains(ENTITY_TYPE_PATTERN),
+            _preview(ENTITY_TYPE),
+        ),
+        _too_long(TITLE, Bounds.TITLE_LENGTH),
+        _too_long(CATEGORY, Bounds.CATEGORY_LENGTH),
+        _too_long(TEXT, Bounds.TEXT_LENGTH),
+        *_price_checks(),
+        *_coordinate_checks(),
+        _json_check(
+            ATTRIBUTES, entries=Bounds.ATTRIBUTES, value_length=Bounds.ATTRIBUTE_VALUE_LENGTH
+        ),
+    ]
+
+
+def user_checks() -> list[Check]:
+    """Row rules every user row must pass."""
+    return [
+        Check("missing user_id", USER_ID, pl.col(USER_ID).is_null()),
+        *id_checks(USER_ID),
+        *_coordinate_checks(),
+        _json_check(
+            ATTRIBUTES, entries=Bounds.ATTRIBUTES, value_length=Bounds.ATTRIBUTE_VALUE_LENGTH
+        ),
     ]
 
 

@@ -96,7 +96,7 @@ class AmazonSeqAdapter:
     def _attributes(source: SourceData, path: Path) -> pl.DataFrame:
         try:
             mapping = json.loads(read_bytes(path))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
             raise SourceError(path, f"not valid JSON: {exc}") from None
         if not isinstance(mapping, dict):
             raise SourceError(path, 'expected a JSON object {"item": [attribute, ...]}')

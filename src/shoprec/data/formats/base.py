@@ -32,18 +32,19 @@ class SourceData:
     users: pl.DataFrame | None = None
     rejects: list[pl.DataFrame] = field(default_factory=list)
     rows_read: int = 0
+    rows_by_file: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
-    def take(self, table: RawTable, *, first: bool = True) -> pl.DataFrame:
+    def take(self, table: RawTable) -> pl.DataFrame:
         """Count a raw table's rows, keep its rejects, and return its rows tagged with the file.
 
-        ``first`` is false for the later pieces of a file read in pieces.
+        A file read in pieces is taken piece by piece; it is empty only if all its pieces are.
         """
         self.rows_read += table.rows_read
+        path = str(table.path)
+        self.rows_by_file[path] = self.rows_by_file.get(path, 0) + table.rows_read
         if table.rejects.height:
             self.rejects.append(table.rejects)
-        if first and table.rows_read == 0:
-            self.warnings.append(f"{table.path}: file is empty, nothing read")
         return table.frame.with_columns(pl.lit(str(table.path)).alias(FILE))
 
     def iter_events(self) -> Iterator[pl.DataFrame]:
@@ -52,6 +53,12 @@ class SourceData:
             yield self.events
         for chunks in self.event_chunks:
             yield from chunks
+
+    def all_warnings(self) -> list[str]:
+        """The adapter's warnings after a warning for each file that held no rows; complete
+        once the events are read."""
+        empty = [path for path, rows in self.rows_by_file.items() if rows == 0]
+        return [f"{path}: file is empty, nothing read" for path in empty] + self.warnings
 
     def all_rejects(self) -> pl.DataFrame:
         return pl.concat([pl.DataFrame(schema=REJECT_SCHEMA), *self.rejects], how="vertical")

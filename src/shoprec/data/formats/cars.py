@@ -97,6 +97,14 @@ class CarsAdapter:
                     ~parse_float("year").is_between(1886, 2100) & pl.col("year").is_not_null(),
                 )
             )
+            checks.append(
+                Check(
+                    "km_driven out of range",
+                    "km_driven",
+                    ~parse_float("km_driven").is_between(0, 1e9)
+                    & pl.col("km_driven").is_not_null(),
+                )
+            )
             kept, rejects = split_rejects(frame, checks, path)
             if rejects.height:
                 source.rejects.append(rejects)

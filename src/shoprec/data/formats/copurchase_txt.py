@@ -57,7 +57,7 @@ def _number(entry: dict[str, Any], key: str, position: int) -> float:
         )
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise _BadRecordError(
             f"itemList[{position}].{key}", f"{key} is not a number", value
         ) from None
@@ -73,6 +73,8 @@ def _transaction(text: str) -> tuple[str, datetime, str | None, list[tuple[str, 
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _BadRecordError("", f"bad JSON: {exc.msg}", f"column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # a number of over 4,300 digits; deep nesting
+        raise _BadRecordError("", f"bad JSON: {str(exc)[:80]}") from None
     if not isinstance(record, dict):
         raise _BadRecordError("", "a transaction must be a JSON object", type(record).__name__)
     customer = record.get("customer")

@@ -17,7 +17,6 @@ Python's :mod:`csv` module.
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from shoprec.data.report import LINE, reject_frame
+from shoprec.data.report import FILE, LINE, reject_frame
 from shoprec.exceptions import SourceError
 
 __all__ = ["RawTable", "iter_delimited", "read_bytes", "read_delimited", "read_lines"]
@@ -124,9 +123,19 @@ def _line_starts(buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _count_per_line(buffer: np.ndarray, byte: str, starts: np.ndarray) -> np.ndarray:
-    positions = np.flatnonzero(buffer == ord(byte))
-    owner = np.searchsorted(starts, positions, side="right") - 1
+    return _per_line(buffer == ord(byte), starts)
+
+
+def _per_line(mask: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """How many bytes of each line ``mask`` marks."""
+    owner = np.searchsorted(starts, np.flatnonzero(mask), side="right") - 1
     return np.bincount(owner, minlength=starts.size)
+
+
+def _blank_characters(separator: str) -> str:
+    """What a blank line may hold: white space, but not the separator (``\\t\\t`` in a
+    tab-separated file is a row of empty fields)."""
+    return "".join(c for c in " \t\r\n\x0b\x0c" if c != separator)
 
 
 def _record_boundary(data: bytes, quote_char: str | None) -> int:
@@ -196,6 +205,10 @@ def iter_delimited(
             start, blanks = 0, 0
             end = data.find(b"\n")
             while not data[start : end if end >= 0 else len(data)].strip():
+                if blanks + 1 in bad:  # undecodable, hence blanked
+                    raise SourceError(
+                        path, f"the header (line {first_line + blanks}) is not UTF-8 text"
+                    )
                 if end < 0:
                     break
                 start, blanks = end + 1, blanks + 1
@@ -203,7 +216,7 @@ def iter_delimited(
             header = data[start : end if end >= 0 else len(data)].decode("utf-8").rstrip("\r")
             if not header.strip():
                 continue
-            columns = [c.strip() for c in next(csv.reader([header], delimiter=separator))]
+            columns = _header(path, header, separator)
             _check_required(path, columns, required)
             skip = blanks + 1
         produced = True
@@ -215,6 +228,28 @@ def iter_delimited(
             rejects=_invalid_text_rejects(path, []),
             path=path,
         )
+
+
+def _header(path: Path, line: str, separator: str) -> list[str]:
+    """The column names of a header line; a name twice, or a private name, is refused."""
+    try:
+        columns = [c.strip() for c in next(csv.reader([line], delimiter=separator))]
+    except csv.Error as exc:
+        raise SourceError(path, f"the header is not valid CSV: {_csv_problem(exc)}") from None
+    for position, name in enumerate(columns):
+        if name in columns[:position]:
+            raise SourceError(path, f"the header names column {name!r} twice")
+        if name in (LINE, FILE):
+            raise SourceError(path, f"the header has a column named {name!r}, a reserved name")
+    return columns
+
+
+def _csv_problem(error: csv.Error) -> str:
+    """The csv module's complaint, in terms of the file rather than of how it was opened."""
+    message = str(error)
+    if "new-line character seen in unquoted field" in message:
+        return "a carriage return (\\r) inside an unquoted field"
+    return message
 
 
 def _check_required(path: Path, columns: Sequence[str], required: Sequence[str]) -> None:
@@ -284,8 +319,8 @@ def _parse_piece(
             rejects=_invalid_text_rejects(path, bad_lines),
             path=path,
         )
-    lengths = ends - starts - (buffer[np.maximum(ends - 1, 0)] == ord("\r")) * (ends > starts)
-    blank = lengths <= 0
+    filled = ~np.isin(buffer, np.frombuffer(_blank_characters(separator).encode(), np.uint8))
+    blank = _per_line(filled, starts) == 0
     quotes = (
         _count_per_line(buffer, quote_char, starts)
         if quote_char
@@ -297,9 +332,14 @@ def _parse_piece(
         )
 
     fields = _count_per_line(buffer, separator, starts) + 1
-    for index in np.flatnonzero(quotes > 0):  # separators inside quotes do not split fields
-        text = data[starts[index] : ends[index]].decode("utf-8").rstrip("\r")
-        fields[index] = len(next(csv.reader([text], delimiter=separator, quotechar=quote_char)))
+    try:
+        for index in np.flatnonzero(quotes > 0):  # separators inside quotes do not split fields
+            text = data[starts[index] : ends[index]].decode("utf-8").rstrip("\r")
+            fields[index] = len(next(csv.reader([text], delimiter=separator, quotechar=quote_char)))
+    except csv.Error:  # a line csv cannot read: the exact path rejects it with the reason
+        return _read_delimited_exact(
+            path, data, separator, columns, skip, offset, bad_lines, quote_char
+        )
 
     try:
         frame = pl.read_csv(
@@ -345,6 +385,27 @@ def _parse_piece(
     )
 
 
+class _Lines:
+    """The physical lines of a text (each with its ``\\n``), read by :mod:`csv` one at a time;
+    ``position`` is the number of lines handed out, and may be set back to re-read from there."""
+
+    def __init__(self, text: str) -> None:
+        parts = text.split("\n")
+        self.lines = [part + "\n" for part in parts[:-1]]
+        if parts[-1]:
+            self.lines.append(parts[-1])
+        self.position = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self.position >= len(self.lines):
+            raise StopIteration
+        self.position += 1
+        return self.lines[self.position - 1]
+
+
 def _read_delimited_exact(
     path: Path,
     data: bytes,
@@ -355,28 +416,68 @@ def _read_delimited_exact(
     bad_lines: list[int],
     quote_char: str | None = '"',
 ) -> RawTable:
-    """Parse record by record with :mod:`csv`, following quoted line breaks."""
+    """Parse record by record with :mod:`csv`, following quoted line breaks.
+
+    A quote that is never closed would swallow the records after it: a record that runs over
+    several lines and then breaks (a quote closed in mid-field, the end of the file inside
+    quotes, the wrong number of fields), or whose quotes do not pair up, is rejected as an
+    unclosed quote on its first line alone, and reading resumes on the next line.
+    """
+    text = data.decode("utf-8")
+    # the csv module refuses a field longer than its limit; no field can exceed the piece
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     quoting = {"quotechar": quote_char} if quote_char else {"quoting": csv.QUOTE_NONE}
-    reader = csv.reader(
-        io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator, **quoting
-    )
+    lines = _Lines(text)
+    lines.position = skip
+
+    def reader() -> Iterator[list[str]]:
+        return csv.reader(lines, delimiter=separator, strict=True, **quoting)
+
+    records = reader()
+    skipped = set(bad_lines)
     values: list[list[str | None]] = [[] for _ in columns]
     numbers: list[int] = []
-    wrong_lines: list[int] = []
-    wrong_counts: list[str] = []
-    previous_end = 0
-    for record in reader:
-        line = previous_end + 1
-        previous_end = reader.line_num
-        if line <= skip or not record or (len(record) == 1 and not record[0].strip()):
+    rejected: dict[str, tuple[list[int], list[str]]] = {}
+
+    def reject(reason: str, line: int, value: str) -> None:
+        at, shown = rejected.setdefault(reason, ([], []))
+        at.append(offset + line)
+        shown.append(value)
+
+    wrong = f"wrong number of fields (expected {len(columns)})"
+    blank = _blank_characters(separator)
+    while True:
+        first = lines.position
+        try:
+            record = next(records)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            ran_on = lines.position - first > 1 or "unexpected end of data" in str(exc)
+            if ran_on:  # a quoted field ran on, then broke or never closed
+                reject("unclosed quote", first + 1, lines.lines[first].rstrip("\r\n")[:80])
+            else:
+                reject("not valid CSV", first + 1, _csv_problem(exc))
+            lines.position, records = first + 1, reader()
             continue
-        if offset + line in bad_lines:
+        spanned = lines.lines[first : lines.position]
+        if offset + first + 1 in skipped:
+            continue
+        if not "".join(spanned).strip(blank):
+            continue
+        quotes = sum(line.count(quote_char) for line in spanned) if quote_char else 0
+        runs_on = len(spanned) > 1 and (
+            len(record) != len(columns)
+            or not skipped.isdisjoint(range(offset + first + 2, offset + lines.position + 1))
+        )
+        if quotes % 2 or runs_on:
+            reject("unclosed quote", first + 1, spanned[0].rstrip("\r\n")[:80])
+            lines.position, records = first + 1, reader()
             continue
         if len(record) != len(columns):
-            wrong_lines.append(offset + line)
-            wrong_counts.append(f"{len(record)} fields")
+            reject(wrong, first + 1, f"{len(record)} fields")
             continue
-        numbers.append(offset + line)
+        numbers.append(offset + first + 1)
         for column, value in zip(values, record, strict=True):
             column.append(value if value != "" else None)
     frame = pl.DataFrame(
@@ -386,13 +487,10 @@ def _read_delimited_exact(
     rejects = pl.concat(
         [
             _invalid_text_rejects(path, bad_lines),
-            reject_frame(
-                path,
-                wrong_lines,
-                f"wrong number of fields (expected {len(columns)})",
-                field="",
-                values=wrong_counts,
-            ),
+            *[
+                reject_frame(path, at, reason, field="", values=shown)
+                for reason, (at, shown) in rejected.items()
+            ],
         ]
-    )
+    ).sort("line", maintain_order=True)
     return RawTable(frame=frame, rejects=rejects, path=path)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from shoprec.config import IngestConfig
 from shoprec.data.formats.base import SourceData, register
 from shoprec.data.formats.reading import RawTable, iter_delimited, read_lines
-from shoprec.data.report import LINE, Check, reject_frame, split_rejects
+from shoprec.data.report import FILE, LINE, Check, reject_frame, split_rejects
 from shoprec.data.schema import (
     ATTRIBUTES,
     CONTEXT,
@@ -98,6 +98,15 @@ def _rename(frame: pl.DataFrame, path: Path, table: str, config: IngestConfig) -
             f"found {', '.join(c for c in frame.columns if not c.startswith('_'))}",
         )
     return renamed
+
+
+def _casts(current: pl.DataType, target: pl.DataType) -> bool:
+    """Whether a typed column (Parquet) casts to a canonical one value by value."""
+    if current == pl.Null() or current.is_numeric() or current == pl.Boolean():
+        return True
+    return target == pl.String() and (
+        current.is_temporal() or isinstance(current, pl.Categorical | pl.Enum)
+    )
 
 
 def coerce_canonical(
@@ -187,20 +196,19 @@ def coerce_canonical(
                 )
             elif current.is_numeric():
                 casts.append(
-                    (pl.col(name).cast(pl.Float64) * 1e6).cast(pl.Int64).cast(TS_DTYPE).alias(name)
+                    (pl.col(name).cast(pl.Float64) * 1e6)
+                    .cast(pl.Int64, strict=False)  # beyond the Int64 range: no time
+                    .cast(TS_DTYPE)
+                    .alias(name)
                 )
             else:
                 raise SourceError(path, f"column {name} has type {current}, expected a timestamp")
-        elif dtype == pl.String() and current != pl.String():
-            casts.append(
-                (
-                    pl.col(name).struct.json_encode()
-                    if isinstance(current, pl.Struct)
-                    else pl.col(name).cast(pl.String)
-                ).alias(name)
-            )
-        else:
+        elif isinstance(current, pl.Struct) and dtype == pl.String():
+            casts.append(pl.col(name).struct.json_encode().alias(name))
+        elif current == dtype or _casts(current, dtype):
             casts.append(pl.col(name).cast(dtype, strict=False).alias(name))
+        else:
+            raise SourceError(path, f"column {name} has type {current}, expected {dtype}")
     kept, rejects = split_rejects(frame, checks, path)
     kept = kept.with_columns(casts)
     return kept.drop([c for c in kept.columns if c.startswith("__")]), rejects
@@ -235,9 +243,7 @@ class _TabularAdapter:
             if table == "events":
                 source.event_chunks.append(self._event_pieces(source, path, first, pieces))
             else:
-                rest = [
-                    self._coerce(source, path, table, source.take(p, first=False)) for p in pieces
-                ]
+                rest = [self._coerce(source, path, table, source.take(p)) for p in pieces]
                 tables[table].extend([first, *rest])
         for table, frames in tables.items():
             if frames:
@@ -258,7 +264,7 @@ class _TabularAdapter:
     ) -> Iterator[pl.DataFrame]:
         yield first
         for piece in rest:
-            yield self._coerce(source, path, "events", source.take(piece, first=False))
+            yield self._coerce(source, path, "events", source.take(piece))
 
 
 @register("csv", "canonical (or mapped) events, items or users as CSV/TSV with a header")
@@ -320,9 +326,17 @@ class JsonlAdapter(_TabularAdapter):
                 bad_lines.append(number)
                 bad_values.append(f"{exc.msg} at column {exc.colno}")
                 continue
+            except (ValueError, RecursionError) as exc:  # over 4,300 digits; deep nesting
+                bad_lines.append(number)
+                bad_values.append(str(exc)[:80])
+                continue
             if not isinstance(record, dict):
                 bad_lines.append(number)
                 bad_values.append(f"a JSON {type(record).__name__}, not an object")
+                continue
+            if LINE in record or FILE in record:
+                bad_lines.append(number)
+                bad_values.append(f"a key named {LINE} or {FILE}, names reserved for shoprec")
                 continue
             records.append(
                 {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in record.items()}
