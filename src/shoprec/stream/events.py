@@ -10,22 +10,37 @@ import hashlib
 import json
 import re
 from collections.abc import Collection, Iterable
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AllowInfNan,
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
+    Strict,
     StringConstraints,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
-from shoprec.data.schema import CONTROL_CHARACTERS, EVENT_TYPE_PATTERN, NON_ITEM_EVENT_TYPES
+from shoprec.data.schema import (
+    CONTROL_CHARACTERS,
+    EARLIEST_TS,
+    ENTITY_TYPE_PATTERN,
+    EVENT_TYPE_PATTERN,
+    FUTURE_TOLERANCE,
+    NON_ITEM_EVENT_TYPES,
+    Bounds,
+)
 
 __all__ = [
     "BUILTIN_EVENT_TYPES",
+    "ID_PATTERN",
     "ITEM_MESSAGE",
     "MAX_ID_LENGTH",
     "EventIn",
@@ -35,8 +50,13 @@ __all__ = [
     "printable_id",
 ]
 
-MAX_ID_LENGTH = 200
+MAX_ID_LENGTH = Bounds.ID_LENGTH
 _CONTROL = re.compile(CONTROL_CHARACTERS)
+# What an id may be as sent: surrounding blanks (which are stripped) around at least one
+# character, none of them a control character (printable_id). The blanks are those pydantic
+# strips, spelled out because regex dialects disagree on what \s means.
+_BLANK = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+ID_PATTERN = rf"^[{_BLANK}]*[^\x00-\x1f\x7f{_BLANK}][^\x00-\x1f\x7f]*[{_BLANK}]*$"
 
 
 def printable_id(value: str) -> str:
@@ -50,9 +70,23 @@ def printable_id(value: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class _SchemaPattern:
+    """Documents in the JSON schema a ``pattern`` that a validator (not the regex) enforces,
+    so that clients and fuzzers generating from the schema know the rule."""
+
+    pattern: str
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["pattern"] = self.pattern
+        return schema
+
+
 # The ``kind`` of a bus message that carries a catalogue item instead of an event.
 ITEM_MESSAGE = "item"
-FUTURE_TOLERANCE = timedelta(days=1)
 # Event types every shop may send, besides those its config weighs (event_weights).
 BUILTIN_EVENT_TYPES = frozenset(
     {"view", "click", "add_to_cart", "remove_from_cart", "wishlist", "purchase", "rating"}
@@ -70,8 +104,18 @@ Id = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, strip_whitespace=True),
     AfterValidator(printable_id),
+    _SchemaPattern(ID_PATTERN),
 ]
-ContextValue = Annotated[str, StringConstraints(max_length=200)] | int | float | bool
+# Numbers are JSON numbers: ``false`` is not 0 (strict), and never NaN or infinite.
+Number = Annotated[float, Strict(), AllowInfNan(False)]
+TS_DESCRIPTION = (
+    "When it happened (ISO 8601; UTC when no offset is given); the time the server receives "
+    f"it when absent. Not before {EARLIEST_TS:%Y-%m-%d} and not more than "
+    f"{FUTURE_TOLERANCE.days} day after the server's clock."
+)
+ContextValue = (
+    Annotated[str, StringConstraints(max_length=Bounds.CONTEXT_VALUE_LENGTH)] | int | float | bool
+)
 
 
 class EventIn(BaseModel):
@@ -83,25 +127,32 @@ class EventIn(BaseModel):
     user_id: Id
     item_id: Id | None = None
     event_type: Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]
-    ts: datetime | None = None
-    value: float | None = Field(default=None, allow_inf_nan=False)
-    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    ts: datetime | None = Field(default=None, description=TS_DESCRIPTION)
+    value: Number | None = None
+    price: Number | None = Field(default=None, ge=0)
     basket_id: Id | None = None
     session_id: Id | None = None
-    context: dict[Annotated[str, StringConstraints(max_length=64)], ContextValue] = Field(
-        default_factory=dict, max_length=32
+    context: dict[Annotated[str, StringConstraints(max_length=Bounds.KEY_LENGTH)], ContextValue] = (
+        Field(default_factory=dict, max_length=Bounds.CONTEXT_ENTRIES)
     )
     recommendation_id: Id | None = None
 
     @field_validator("ts")
     @classmethod
-    def _not_in_future(cls, value: datetime | None) -> datetime | None:
+    def _plausible(cls, value: datetime | None) -> datetime | None:
+        """A time no shop can have recorded is a mistake (a zeroed or misread date) that
+        would stretch the data's time span; see TS_DESCRIPTION."""
         if value is None:
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         if value > datetime.now(UTC) + FUTURE_TOLERANCE:
             raise ValueError(f"timestamp {value.isoformat()} is more than a day in the future")
+        if value < EARLIEST_TS:
+            raise ValueError(
+                f"timestamp {value.isoformat()} is before {EARLIEST_TS:%Y-%m-%d}, "
+                "the earliest accepted"
+            )
         return value.astimezone(UTC)
 
     def needs_item(self) -> bool:
@@ -145,7 +196,13 @@ class EventIn(BaseModel):
         return {"event_id": event_id, **record, "source": "api"}
 
 
-AttributeValue = Annotated[str, StringConstraints(max_length=500)] | int | float | bool | None
+AttributeValue = (
+    Annotated[str, StringConstraints(max_length=Bounds.ATTRIBUTE_VALUE_LENGTH)]
+    | int
+    | float
+    | bool
+    | None
+)
 
 
 class ItemIn(BaseModel):
@@ -155,17 +212,17 @@ class ItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     item_id: Id
-    entity_type: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,40}$")] = "item"
-    title: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    category: Annotated[str, StringConstraints(max_length=200)] | None = None
-    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    entity_type: Annotated[str, StringConstraints(pattern=ENTITY_TYPE_PATTERN)] = "item"
+    title: Annotated[str, StringConstraints(max_length=Bounds.TITLE_LENGTH)] | None = None
+    category: Annotated[str, StringConstraints(max_length=Bounds.CATEGORY_LENGTH)] | None = None
+    price: Number | None = Field(default=None, ge=0)
     available: bool = True
-    attributes: dict[Annotated[str, StringConstraints(max_length=64)], AttributeValue] = Field(
-        default_factory=dict, max_length=64
-    )
-    text: Annotated[str, StringConstraints(max_length=10_000)] | None = None
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
+    attributes: dict[
+        Annotated[str, StringConstraints(max_length=Bounds.KEY_LENGTH)], AttributeValue
+    ] = Field(default_factory=dict, max_length=Bounds.ATTRIBUTES)
+    text: Annotated[str, StringConstraints(max_length=Bounds.TEXT_LENGTH)] | None = None
+    lat: Number | None = Field(default=None, ge=-90, le=90)
+    lon: Number | None = Field(default=None, ge=-180, le=180)
 
     def message(self) -> dict[str, Any]:
         """The bus message that carries this item."""
