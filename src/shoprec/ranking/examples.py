@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from shoprec.config import EventWeights
-from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID, VALUE
+from shoprec.data.schema import EARLIEST_TS, EVENT_TYPE, ITEM_ID, TS, USER_ID, VALUE
 
 __all__ = [
     "LabelChoice",
@@ -37,6 +37,7 @@ __all__ = [
     "assign_roles",
     "choose_labels",
     "choose_scheme",
+    "data_start",
     "per_user_holdout",
     "positive_events",
 ]
@@ -49,6 +50,38 @@ MIN_WINDOW_USERS = 50
 MIN_WINDOW_SHARE = 0.2
 # Purchases are the label when at least this many users made one.
 MIN_PURCHASE_USERS = 20
+# An event this many interquartile ranges of the events' times before their first quartile
+# lies far outside the data (a zeroed or misread date).
+FAR_OUT = 10.0
+
+
+def data_start(events: pl.DataFrame) -> tuple[datetime, str | None]:
+    """Where the data's time span starts, for the label windows; and a warning when a few
+    events lie far before it.
+
+    One event from year 1 would stretch the span to two millennia and the windows (a share of
+    the span) with it, until the last window labels no one and the ranker is left out. An event
+    before :data:`~shoprec.data.schema.EARLIEST_TS`, or :data:`FAR_OUT` interquartile ranges
+    before the first quartile, stays in the history, but the span starts after it.
+    """
+    times = events.get_column(TS).drop_nulls()
+    first = times.min()
+    assert isinstance(first, datetime)
+    micros = times.dt.epoch("us").to_numpy()
+    q1, q3 = np.percentile(micros, [25, 75])
+    far = micros < int(EARLIEST_TS.timestamp() * 1_000_000)
+    if q3 > q1:
+        far |= micros < q1 - FAR_OUT * (q3 - q1)
+    if not far.any() or far.all():
+        return first, None
+    start = times.filter(pl.Series(~far)).min()
+    assert isinstance(start, datetime)
+    return start, (
+        f"{int(far.sum()):,} event(s) lie far before the rest of the data (the earliest at "
+        f"{first.date().isoformat()}, the rest from {start.date().isoformat()}), a zeroed or "
+        "misread date: the label windows span the data from the rest's start; remove them "
+        "from the lake"
+    )
 
 
 @dataclass(frozen=True)

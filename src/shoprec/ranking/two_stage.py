@@ -45,6 +45,7 @@ from shoprec.ranking.examples import (
     assign_roles,
     choose_labels,
     choose_scheme,
+    data_start,
     per_user_holdout,
     positive_events,
 )
@@ -220,9 +221,9 @@ class TwoStageModel(Recommender[TwoStageConfig]):
             raise DataError("the two-stage model needs the dataset's events (Dataset.from_events)")
         events = dataset.events
         end = events.get_column(TS).max()
-        start = events.get_column(TS).min()
-        if not isinstance(end, datetime) or not isinstance(start, datetime):
+        if not isinstance(end, datetime):
             raise DataError("cannot fit the two-stage model without timestamps")
+        start, far_out = data_start(events)
         config = self.config
         window = (
             timedelta(days=config.label_window_days)
@@ -230,7 +231,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
             else (end - start) * config.label_window_share
         )
         items = dataset.items.drop("item_index")
-        self.warnings_: list[str] = []
+        self.warnings_: list[str] = [far_out] if far_out else []
         self._left_out: dict[str, str] | None = None  # generators these data refuse
         self.labels_ = choose_labels(
             events, config.label_event_types, dataset.weights, config.label_min_rating
