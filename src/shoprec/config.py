@@ -154,7 +154,9 @@ class ServingSettings(_Strict):
         description="apply events in a thread of the server (false: run 'shoprec consume')",
     )
     demo_login: bool = Field(
-        default=True, description="the storefront's password-less sign-in (a demo, not auth)"
+        default=False,
+        description="the storefront's password-less sign-in (a demo, not auth): off unless "
+        "asked for; 'shoprec demo' turns it on for the server it starts",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Annotated
 
@@ -106,4 +107,6 @@ def demo(
         f"  ·  API docs: http://127.0.0.1:{port}/docs  (Ctrl-C stops)",
         soft_wrap=True,
     )
+    # the password-less sign-in of the storefront, for the demo's server only (off by default)
+    os.environ["SHOPREC_SERVING__DEMO_LOGIN"] = "true"
     serve(workspace=settings.workspace, port=port)
