@@ -9,18 +9,16 @@ Chromium fails the test; elsewhere it skips.
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from shoprec.config import Settings
-from shoprec.serving.app import Service, create_app
+from shoprec.serving.app import create_app
+from shoprec.serving.service import Service
+from tests.serving.conftest import running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
@@ -37,13 +35,6 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass
 class Running:
     url: str
@@ -54,22 +45,8 @@ class Running:
 def server(shop: Settings) -> Iterator[Running]:
     """The app with its storefront, served by uvicorn on a free port in a thread."""
     service = Service(shop)
-    app = create_app(shop, service=service)
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, name="storefront-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not uv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start the storefront")
-        time.sleep(0.05)
-    try:
-        yield Running(f"http://127.0.0.1:{port}", service)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
+    with running_server(create_app(shop, service=service)) as url:
+        yield Running(url, service)
 
 
 def _new_user(service: Service) -> str:

@@ -3,47 +3,17 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from shoprec.config import Settings, load_settings
 from shoprec.data.lake import Lake
 from shoprec.pipeline.build import build, current_run, publish
 from shoprec.serving.app import create_app
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def running_server(settings: Settings) -> Iterator[str]:
-    """The app served by uvicorn on a free loopback port, in a thread; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+from tests.serving.conftest import running_server
 
 
 def test_publishing_a_run_swaps_without_failing_a_request(shop: Settings, tmp_path: Path) -> None:
@@ -65,7 +35,10 @@ def test_publishing_a_run_swaps_without_failing_a_request(shop: Settings, tmp_pa
 
     statuses: list[int] = []
     runs: list[str] = []
-    with running_server(settings) as url, httpx.Client(base_url=url, timeout=10) as client:
+    with (
+        running_server(create_app(settings)) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
         publisher = threading.Timer(0.5, publish, args=(workspace, second))
         publisher.start()
         deadline = time.monotonic() + 60

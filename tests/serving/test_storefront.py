@@ -15,10 +15,11 @@ from fastapi.testclient import TestClient
 
 from shoprec.config import Settings, load_settings
 from shoprec.data.lake import Lake
-from shoprec.serving.app import Service, create_app
+from shoprec.serving.app import create_app
 from shoprec.serving.catalogue import SearchQuery
 from shoprec.serving.engine import Engine
-from shoprec.serving.web import COOKIE
+from shoprec.serving.service import Service
+from shoprec.serving.storefront import COOKIE
 
 ITEM_LINK = re.compile(r'href="/shop/items/([^"]+)"')
 CARD = re.compile(
@@ -92,7 +93,7 @@ def test_home_for_a_visitor_is_a_cold_start_list_with_links(client: TestClient) 
 
 def test_sign_in_by_id_shows_personal_recommendations(client: TestClient) -> None:
     _sign_in(client, "U0000001")
-    assert client.cookies.get(COOKIE) == "U0000001"
+    assert _service(client).signed_in(client.cookies.get(COOKIE)) == "U0000001"
     html = client.get("/").text
     assert "Signed in as <strong>U0000001</strong>" in html
     assert "demo login" in html
@@ -103,13 +104,14 @@ def test_sign_in_by_id_shows_personal_recommendations(client: TestClient) -> Non
     assert _listed(html) == [r.item_id for r in expected.items]
     for reason in {r.reason for r in expected.items}:
         assert reason in html
-    # The API shows the e-mail to the user whose cookie matches.
+    # The API shows the e-mail to the signed-in user, and to no other.
     assert client.get("/users/U0000001").json()["email"] == "user1@example.com"
+    assert client.get("/users/U0000002").status_code == 401
 
 
 def test_sign_in_by_email_ignores_case_and_spaces(client: TestClient) -> None:
     _sign_in(client, "  User2@Example.com ")
-    assert client.cookies.get(COOKIE) == "U0000002"
+    assert _service(client).signed_in(client.cookies.get(COOKIE)) == "U0000002"
     assert "Signed in as <strong>U0000002</strong>" in client.get("/").text
 
 
@@ -141,11 +143,27 @@ def test_sign_out_clears_the_cookie(client: TestClient) -> None:
     assert "Signed in as" not in client.get("/").text
 
 
-def test_a_cookie_naming_no_user_is_a_visitor(client: TestClient) -> None:
-    client.cookies.set(COOKIE, "not-a-user")
+@pytest.mark.parametrize("forged", ["not-a-user", "U0000001", "U0000001.9999999999.abc"])
+def test_a_cookie_this_server_did_not_sign_is_a_visitor(client: TestClient, forged: str) -> None:
+    client.cookies.set(COOKIE, forged)
     html = client.get("/").text
     assert "Signed in as" not in html
     assert 'data-cold-start="yes"' in html
+    client.get("/shop/items/P000001")  # no view recorded for anyone
+    assert _service(client).history("U0000001") == []
+    assert client.get("/users/U0000001").status_code == 401
+
+
+def test_a_signed_cookie_for_another_user_cannot_be_edited(client: TestClient) -> None:
+    _sign_in(client, "U0000001")
+    signed = client.cookies.get(COOKIE)
+    assert signed is not None
+    name, expiry, signature = signed.split(".")
+    other = _service(client).sessions.sign("U0000002").split(".")[0]
+    for edited in (f"{other}.{expiry}.{signature}", f"{name}.{int(expiry) + 9}.{signature}"):
+        client.cookies.clear()
+        client.cookies.set(COOKIE, edited)
+        assert "Signed in as" not in client.get("/").text
 
 
 def test_sign_in_disabled_by_the_settings(shop: Settings) -> None:
@@ -157,7 +175,8 @@ def test_sign_in_disabled_by_the_settings(shop: Settings) -> None:
         response = client.post("/shop/login", data={"login": "U0000001"}, follow_redirects=False)
         assert response.status_code == 403
         assert "Sign-in is disabled" in response.text
-        client.cookies.set(COOKIE, "U0000001")  # a cookie from before is not honoured
+        # a signed cookie from before is not honoured
+        client.cookies.set(COOKIE, _service(client).sessions.sign("U0000001"))
         html = client.get("/").text
         assert "Signed in as" not in html
         assert "Demo sign-in" not in html
@@ -367,6 +386,9 @@ def test_operator_page_shows_metrics_and_serves_the_report(shop: Settings, tmp_p
 
 def test_without_a_published_run_the_pages_say_so(tmp_path: Path) -> None:
     settings = load_settings(workspace=tmp_path / "empty")
+    settings = settings.model_copy(
+        update={"serving": settings.serving.model_copy(update={"demo_login": True})}
+    )
     with TestClient(create_app(settings)) as client:
         assert client.get("/ready").status_code == 503
         for url in ("/", "/shop/search", "/shop/items/P000001"):

@@ -182,10 +182,10 @@ def score(
 
         from shoprec.exceptions import describe_validation_error
         from shoprec.pipeline.build import current_run
-        from shoprec.serving.app import score_batch
         from shoprec.serving.asgi import configure_logging
         from shoprec.serving.engine import Engine
         from shoprec.serving.schemas import ScoreRequest
+        from shoprec.serving.scoring import score_batch
 
         try:
             lines = input.read_text(encoding="utf-8-sig").splitlines()

@@ -23,25 +23,37 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as Timeout
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from shoprec.serving.app import Service
+    from shoprec.serving.registry import Registry
+    from shoprec.stream.protocols import EventBus
+    from shoprec.stream.worker import Worker
 
-__all__ = ["BUS_TIMEOUT", "LiveCollector"]
+__all__ = ["BUS_TIMEOUT", "LiveCollector", "Observed"]
 
 BUS_TIMEOUT = 1.0  # seconds a scrape waits for the bus
 
 log = logging.getLogger("shoprec.serving")
 
 
+class Observed(Protocol):
+    """What the collector reads (the serving :class:`~shoprec.serving.service.Service`)."""
+
+    registry: Registry
+    worker: Worker | None
+
+    @property
+    def bus(self) -> EventBus: ...
+
+
 class LiveCollector(Collector):
     """The served model, the worker thread and the bus of ``service``, read at each scrape."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Observed) -> None:
         self.service = service
         self._asking: ThreadPoolExecutor | None = None  # started by the first scrape
         self._question: Future[tuple[int, int]] | None = None

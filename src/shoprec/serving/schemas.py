@@ -26,13 +26,16 @@ __all__ = [
     "ScoreRequest",
     "ScoreResponse",
     "ScoreResult",
+    "UserProfile",
 ]
 
 MAX_K = 1000
-MAX_SCORE_IDS = 10_000
+# at most a million pairs a request: about 19 MB of JSON, under a second of work
+MAX_SCORE_IDS = 1000
 MAX_BATCH_EVENTS = 1000
 
-EntityId = Annotated[int, Field(ge=0)] | Id
+# an integer id stays an integer and a string id a string ("007" is not 7)
+EntityId = Annotated[int, Field(ge=0, strict=True)] | Id
 
 
 class _Body(BaseModel):
@@ -52,7 +55,9 @@ class ListQuery(BaseModel):
     k: int = Field(default=10, ge=1, le=MAX_K, description="how many items")
     category: str | None = Field(default=None, max_length=200)
     exclude_seen: bool | None = Field(default=None, description="default: the model decides")
-    min_price: float | None = Field(default=None, ge=0)
+    min_price: float | None = Field(
+        default=None, ge=0, description="above max_price, no item qualifies (an empty list)"
+    )
     max_price: float | None = Field(default=None, ge=0)
     country: str | None = Field(default=None, max_length=64)
     platform: str | None = Field(default=None, max_length=64)
@@ -95,6 +100,21 @@ class ItemDetail(BaseModel):
     text: str | None = None
     lat: float | None = None
     lon: float | None = None
+
+
+class UserActivity(BaseModel):
+    item_id: str
+    event_type: str
+
+
+class UserProfile(BaseModel):
+    user_id: str
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    lat: float | None = None
+    lon: float | None = None
+    email: str | None = None
+    in_model: bool = Field(description="whether the served model learned from this user")
+    recent: list[UserActivity] = Field(description="live events since the build, oldest first")
 
 
 class EventsAccepted(BaseModel):

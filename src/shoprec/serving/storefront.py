@@ -18,12 +18,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
-from fastapi import FastAPI, Form, Request
+from fastapi import Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
@@ -32,11 +31,10 @@ from shoprec.serving.catalogue import SearchQuery
 from shoprec.serving.engine import Engine, RecommendationList, SimilarMethod
 from shoprec.serving.registry import NotReadyError
 from shoprec.serving.schemas import MAX_ID_LENGTH, EventIn
+from shoprec.serving.security import SESSION_SECONDS
+from shoprec.serving.service import Service
 
-if TYPE_CHECKING:
-    from shoprec.serving.app import Service
-
-__all__ = ["COOKIE", "add_storefront"]
+__all__ = ["COOKIE", "HERE", "BadInputError", "Storefront"]
 
 COOKIE = "shoprec_user"
 HERE = Path(__file__).parent
@@ -268,11 +266,12 @@ class Storefront:
         return self.service.registry.last_error or "no model run is published yet"
 
     def user(self, request: Request, engine: Engine | None) -> str | None:
-        """The signed-in user id: the cookie's, if demo sign-in is on and it names a user."""
-        value = request.cookies.get(COOKIE)
-        if not self.demo_login or not value or len(value) > MAX_ID_LENGTH or engine is None:
+        """The signed-in user id: the one the cookie names, if this server signed it, demo
+        sign-in is on and the user is known."""
+        if not self.demo_login or engine is None:
             return None
-        return value if engine.users.resolve(value) == value else None
+        value = self.service.signed_in(request.cookies.get(COOKIE))
+        return value if value is not None and engine.users.resolve(value) == value else None
 
     def render(
         self,
@@ -367,7 +366,14 @@ class Storefront:
                 login=typed[:MAX_LOGIN],
             )
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, user, httponly=True, samesite="lax", path="/")
+        response.set_cookie(
+            COOKIE,
+            self.service.sessions.sign(user),
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="lax",
+            path="/",
+        )
         return response
 
     def logout(self) -> Response:
@@ -511,45 +517,3 @@ class Storefront:
                 self.engine(),
             )
         return FileResponse(path, media_type="text/html")
-
-
-def add_storefront(app: FastAPI, service: Service) -> None:
-    """Add the storefront pages to ``app``."""
-    shop = Storefront(service)
-    app.mount("/shop/static", StaticFiles(directory=HERE / "static"), name="shop-static")
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def home(request: Request) -> HTMLResponse:
-        return shop.home(request)
-
-    @app.get("/shop/login", response_class=HTMLResponse, include_in_schema=False)
-    def login_form(request: Request) -> HTMLResponse:
-        return shop.login_form(request)
-
-    @app.post("/shop/login", include_in_schema=False)
-    def login(request: Request, login: Annotated[str, Form()] = "") -> Response:
-        return shop.login(request, login)
-
-    @app.api_route("/shop/logout", methods=["GET", "POST"], include_in_schema=False)
-    def logout() -> Response:
-        return shop.logout()
-
-    @app.get("/shop/search", response_class=HTMLResponse, include_in_schema=False)
-    def search(request: Request) -> HTMLResponse:
-        return shop.search(request)
-
-    @app.get("/shop/items/{item_id:path}", response_class=HTMLResponse, include_in_schema=False)
-    def item(request: Request, item_id: str) -> HTMLResponse:
-        return shop.item(request, item_id)
-
-    @app.get("/operator", response_class=HTMLResponse, include_in_schema=False)
-    def operator(request: Request) -> HTMLResponse:
-        return shop.operator(request)
-
-    @app.get("/operator/report", include_in_schema=False)
-    def current_report(request: Request) -> Response:
-        return shop.report(request, None)
-
-    @app.get("/operator/runs/{run_id}/report", include_in_schema=False)
-    def run_report(request: Request, run_id: str) -> Response:
-        return shop.report(request, run_id)
