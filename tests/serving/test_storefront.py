@@ -248,6 +248,43 @@ def test_search_text_is_escaped(client: TestClient) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
+HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+
+
+def test_hostile_catalogue_text_is_escaped_on_every_page(shop: Settings, tmp_path: Path) -> None:
+    """A shop's own catalogue is user-controlled text too (a marketplace's sellers type it):
+    every title, category and brand carries markup, and no page renders it as markup."""
+    workspace = tmp_path / "ws"
+    shutil.copytree(shop.workspace, workspace, ignore=shutil.ignore_patterns("source", "stream"))
+    lake = Lake(workspace)
+    items = lake.items()
+    hostile = items.with_columns(
+        title=pl.lit(HOSTILE) + pl.col("item_id"),
+        category=pl.lit(HOSTILE) + pl.col("category"),
+    )
+    hostile.write_parquet(lake.items_path)
+    item_id = str(items.item(1, "item_id"))
+    settings = load_settings(workspace=workspace)
+    with TestClient(create_app(settings)) as client:
+        pages = {
+            "home": client.get("/"),
+            "item": client.get(f"/shop/items/{item_id}"),
+            "search": client.get("/shop/search", params={"q": "alert"}),
+            "category": client.get("/shop/search", params={"category": HOSTILE + "x"}),
+            "operator": client.get("/operator"),
+        }
+        assert client.get(f"/items/{item_id}").json()["title"] == HOSTILE + item_id  # kept as is
+    for name, page in pages.items():
+        assert page.status_code in (200, 400), (name, page.status_code)
+        html = page.text
+        assert "<script" not in html.lower(), name
+        assert "<img src=x" not in html, name
+        assert "script-src 'none'" in page.headers["content-security-policy"], name
+    for name in ("home", "item", "search"):
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[name].text, name
+    assert f"&lt;img src=x onerror=alert(2)&gt;{item_id}" in pages["item"].text
+
+
 def test_item_page_shows_details_and_related_lists(client: TestClient) -> None:
     engine = _engine(client)
     item_id = "P000002"

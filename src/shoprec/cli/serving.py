@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,6 +88,9 @@ def serve(
         f"(API docs at /docs, storefront at /, {chosen_workers} worker(s))",
         soft_wrap=True,
     )
+    # A container's stop is a normal end: uvicorn drains the requests in flight, restores this
+    # handler and raises the signal it caught again, which then exits with status 0.
+    signal.signal(signal.SIGTERM, _stopped)
     uvicorn.run(
         "shoprec.serving.asgi:app_from_environment",
         factory=True,
@@ -95,6 +100,10 @@ def serve(
         access_log=access_log,
         log_level="info",
     )
+
+
+def _stopped(signum: int, frame: object) -> None:
+    sys.exit(0)
 
 
 def _fail(message: str) -> None:

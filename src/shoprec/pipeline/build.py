@@ -34,7 +34,7 @@ from shoprec.config import Settings
 from shoprec.data.dataset import Dataset
 from shoprec.data.schema import EVENT_TYPE, ITEM_ID, TS, USER_ID
 from shoprec.exceptions import DataError, LakeError
-from shoprec.files import replaced_atomically
+from shoprec.files import inside, replaced_atomically
 from shoprec.models import Recommender, fit_model, shared_fits
 
 if TYPE_CHECKING:
@@ -332,9 +332,7 @@ def verify_run(workspace: Path, run_id: str) -> dict[str, Any]:
     manifest of that run exist, every model file it names is there, and every file it
     recorded has the recorded size and SHA-256 (runs built before checksums were recorded:
     the recorded sizes). Otherwise :class:`LakeError` with one line naming the first problem."""
-    if not run_id or "/" in run_id or run_id.startswith("."):
-        raise LakeError(f"{run_id!r} is not a run id")
-    run_dir = workspace / "models" / run_id
+    run_dir = run_folder(workspace, run_id)
     if not run_dir.is_dir():
         raise LakeError(f"run {run_id}: no such run in the workspace")
     refused = f"run {run_id} is refused"
@@ -361,15 +359,35 @@ def verify_run(workspace: Path, run_id: str) -> dict[str, Any]:
         recorded = {name: {"bytes": size} for name, size in sizes.items()}
     for entry in models.values():
         name = entry.get("file") if isinstance(entry, dict) else None
-        if not isinstance(name, str) or not (run_dir / name).is_file():
+        if not isinstance(name, str) or not _run_file(run_dir, name, refused).is_file():
             raise LakeError(f"{refused}: its model file {name} is missing")
     for name, expected in recorded.items():
         _check_file(run_dir, name, expected, refused)
     return manifest
 
 
+def run_folder(workspace: Path, run_id: str) -> Path:
+    """``models/<run_id>`` of ``workspace``. A run id is one plain folder name: an id that is a
+    path, starts with a dot or holds a control character is refused (:class:`LakeError`), so
+    that no id from a request, a command line or ``CURRENT`` leads outside the workspace."""
+    if run_id.startswith(".") or "/" in run_id or "\\" in run_id or len(run_id) > 200:
+        raise LakeError(f"{run_id[:200]!r} is not a run id")
+    try:
+        return inside(workspace / "models", run_id)
+    except ValueError:
+        raise LakeError(f"{run_id[:200]!r} is not a run id") from None
+
+
+def _run_file(run_dir: Path, name: str, refused: str) -> Path:
+    """A file that a run's manifest names, which must lie inside the run's folder."""
+    try:
+        return inside(run_dir, name)
+    except ValueError as exc:
+        raise LakeError(f"{refused}: its manifest names a file outside the run: {exc}") from None
+
+
 def _check_file(run_dir: Path, name: str, expected: dict[str, Any], refused: str) -> None:
-    path = run_dir / name
+    path = _run_file(run_dir, name, refused)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -393,9 +411,11 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
             manifest = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue  # a run being written, or a broken one: not listed
+        if not isinstance(manifest, dict):
+            continue
         runs.append(
             {
-                "run_id": manifest.get("run_id", path.parent.name),
+                "run_id": path.parent.name,  # the folder, whatever the manifest says
                 "created_at": manifest.get("created_at"),
                 "current": path.parent.name == current,
                 "default_model": manifest.get("default_model"),
@@ -415,7 +435,7 @@ def current_run(workspace: Path) -> tuple[str, dict[str, Any]]:
     if not pointer.is_file():
         raise LakeError(f"{workspace}: no published model run; run 'shoprec build' first")
     run_id = pointer.read_text().strip()
-    manifest_path = workspace / "models" / run_id / "manifest.json"
+    manifest_path = run_folder(workspace, run_id) / "manifest.json"
     try:
         return run_id, json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -429,5 +449,7 @@ def load_model(workspace: Path, name: str | None = None) -> tuple[Recommender[An
     if chosen not in manifest["models"]:
         known = ", ".join(manifest["models"])
         raise LakeError(f"run {run_id} has no model {chosen!r}; it has {known}")
-    path = workspace / "models" / run_id / manifest["models"][chosen]["file"]
+    path = _run_file(
+        run_folder(workspace, run_id), str(manifest["models"][chosen]["file"]), f"run {run_id}"
+    )
     return Recommender.load(path), chosen
