@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,37 @@ def test_serve_checks_its_arguments(tmp_path: Path) -> None:
     result = runner.invoke(app, ["serve", "-w", str(tmp_path), "--workers", "0"])
     assert result.exit_code == 2
     assert "--workers" in result.stderr
+
+
+def test_serve_needs_a_workspace(tmp_path: Path) -> None:
+    missing = tmp_path / "typo"
+    result = runner.invoke(app, ["serve", "-w", str(missing)])
+    assert result.exit_code == 2, result.output
+    assert "no such workspace" in result.stderr
+    assert not missing.exists()  # not created silently
+    result = runner.invoke(app, ["serve", "-w", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "is not a shoprec workspace" in result.stderr
+    assert not (tmp_path / "lake").exists()
+
+
+def test_serve_on_a_port_in_use_says_so(tmp_path: Path) -> None:
+    (tmp_path / "lake").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "-w", str(tmp_path), "--port", str(port)])
+        demo = runner.invoke(app, ["demo", "-w", str(tmp_path / "demo"), "--port", str(port)])
+    assert demo.exit_code == 2, demo.output
+    assert "is in use" in demo.stderr
+    assert not (tmp_path / "demo" / "source").exists()  # said before minutes of work
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {port} on 127.0.0.1 is in use" in lines[0]
+    assert "--port" in lines[0]
+    assert "serving" not in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from shoprec.cli.common import (
 )
 from shoprec.cli.data import generate, print_summary
 from shoprec.cli.models import evaluate_workspace, print_results, print_validation
-from shoprec.cli.serving import serve
+from shoprec.cli.serving import check_port, serve
 from shoprec.data.ingest import ingest as ingest_files
 from shoprec.data.lake import Lake
 
@@ -36,6 +36,8 @@ def demo(
 ) -> None:
     """The main job on embedded defaults: generate a shop, ingest, evaluate, build, serve."""
     settings = settings_for(None, workspace)
+    if serve_after:  # before minutes of work, not after them
+        run(lambda: check_port("127.0.0.1", port))
     source = settings.workspace / "source"
     console.rule("1/6 generate a synthetic shop")
     generate(source, events=events, seed=seed)

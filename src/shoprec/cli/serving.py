@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -70,6 +72,8 @@ def serve(
     # A bad URL or an unreachable Redis: one line and exit code 2 here, not a traceback from
     # every worker process's start-up.
     run(lambda: _check_backends(bus or serving.bus, state or serving.state))
+    run(lambda: _check_workspace(settings.workspace))
+    run(lambda: check_port(chosen_host, chosen_port))
     import uvicorn
 
     from shoprec.serving.asgi import CONFIG_ENV
@@ -108,6 +112,41 @@ def _stopped(signum: int, frame: object) -> None:
 
 def _fail(message: str) -> None:
     raise ShoprecError(message)
+
+
+def _check_workspace(workspace: Path) -> None:
+    """A folder that holds a lake or runs; a server on anything else would create an empty
+    workspace and serve nothing."""
+    if not workspace.is_dir():
+        raise ShoprecError(
+            f"{workspace}: no such workspace; ingest data into it first ('shoprec ingest FILE "
+            f"--workspace {workspace}') or try 'shoprec demo'"
+        )
+    if not ((workspace / "lake").is_dir() or (workspace / "models").is_dir()):
+        raise ShoprecError(
+            f"{workspace} is not a shoprec workspace (it has no lake/ or models/ folder); "
+            "pass the folder you ingested into with --workspace"
+        )
+
+
+def check_port(host: str, port: int) -> None:
+    """The address can be bound now: a port in use is one line with the way out, not a
+    server that says it started and then prints [Errno 98]."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ShoprecError(f"--host {host}: not an address this machine knows ({exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ShoprecError(
+                    f"port {port} on {host} is in use (another server?); choose another with --port"
+                ) from None
+            raise ShoprecError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def _check_backends(bus_url: str, state_url: str) -> None:
