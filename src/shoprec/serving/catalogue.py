@@ -18,7 +18,9 @@ import polars as pl
 
 from shoprec.data.schema import ITEMS_SCHEMA, USERS_SCHEMA
 
-__all__ = ["Catalogue", "SearchQuery", "UserDirectory"]
+__all__ = ["PRICE_DECIMALS", "Catalogue", "SearchQuery", "UserDirectory"]
+
+PRICE_DECIMALS = 2  # the cents of the shop's currency
 
 
 def _attributes(raw: str | None) -> dict[str, Any]:
@@ -59,7 +61,8 @@ class Catalogue:
         self.titles: list[str | None] = items.get_column("title").to_list()
         self.categories: list[str | None] = items.get_column("category").to_list()
         self.entity_types: list[str] = items.get_column("entity_type").fill_null("item").to_list()
-        self.price = items.get_column("price").cast(pl.Float64).to_numpy()
+        # to the cent: a price stored as a 32-bit float reads back as 2.9899999999999998
+        self.price = np.round(items.get_column("price").cast(pl.Float64).to_numpy(), PRICE_DECIMALS)
         self.available = items.get_column("available").fill_null(True).to_numpy().astype(bool)
         self.attributes = [_attributes(a) for a in items.get_column("attributes").to_list()]
         self._codes = {
