@@ -25,23 +25,10 @@ MAX_FUNCTION_LINES = 100
 # Import circles wholly inside shoprec.serving, which is being reshaped.
 KNOWN_SERVING_CYCLES: list[frozenset[str]] = []
 
-# The two-stage model and the ranking modules that type their argument as TwoStageModel (gate,
-# pipeline, scorer) import each other, and two_stage fits its generators through
-# shoprec.models, which lists two_stage among the models. Those ranking files are being changed
-# by others this session. The way out: two_stage fits its generators with
-# shoprec.models.generators.fit_generator, and gate, pipeline and scorer type the model with a
-# Protocol of what they read instead of importing TwoStageModel.
-KNOWN_RANKING_CYCLES: list[frozenset[str]] = [
-    frozenset(
-        {
-            "shoprec.models",
-            "shoprec.ranking.gate",
-            "shoprec.ranking.pipeline",
-            "shoprec.ranking.scorer",
-            "shoprec.ranking.two_stage",
-        }
-    ),
-]
+# Import circles among the ranking modules: none since two_stage fits its generators with
+# shoprec.models.generators.fit_generator and gate, pipeline and scorer type the model with the
+# Protocol of shoprec.ranking.fitted instead of importing TwoStageModel.
+KNOWN_RANKING_CYCLES: list[frozenset[str]] = []
 
 # Functions in shoprec.serving over MAX_FUNCTION_LINES, awaiting the reshaping.
 KNOWN_LONG_SERVING_FUNCTIONS: frozenset[str] = frozenset()

@@ -11,7 +11,9 @@ shoppers than a generator it contains, and a ranker that learned nothing is not 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,13 +23,39 @@ from shoprec.data.schema import ITEM_ID, USER_ID
 from shoprec.exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from shoprec.ranking.two_stage import TwoStageModel
+    from shoprec.ranking.fitted import FittedTwoStage
 
-__all__ = ["SCORERS", "choose_scorer", "ndcg_at", "scorer_values", "validation_table"]
+__all__ = [
+    "SCORERS",
+    "choose_scorer",
+    "ndcg_at",
+    "scorer_values",
+    "scoring_memo",
+    "scoring_memo_in_use",
+    "validation_table",
+]
 
 SCORERS = ("ranker", "fusion")
 _RRF_OFFSET = 60.0
 _NOT_PROPOSED = -1e3  # below every rank of the chosen generator, above non-candidates
+_batch = threading.local()  # per thread: the validation gate's memo of scored users
+
+
+@contextmanager
+def scoring_memo() -> Iterator[None]:
+    """Within the block, scoring the same users again reuses their candidates and features
+    (the validation gate scores one set of users once per scorer)."""
+    _batch.memo = {}
+    try:
+        yield
+    finally:
+        _batch.memo = None
+
+
+def scoring_memo_in_use() -> dict[Any, Any] | None:
+    """The memo of the enclosing :func:`scoring_memo` block in this thread, if any."""
+    memo: dict[Any, Any] | None = getattr(_batch, "memo", None)
+    return memo
 
 
 def scorer_values(
@@ -73,12 +101,10 @@ def ndcg_at(recs: pl.DataFrame, truth: pl.DataFrame, k: int) -> tuple[np.ndarray
 
 
 def validation_table(
-    model: TwoStageModel, users: list[str], truth: pl.DataFrame, *, k: int
+    model: FittedTwoStage, users: list[str], truth: pl.DataFrame, *, k: int
 ) -> list[dict[str, Any]]:
     """Each scorer of ``model`` on ``users``: NDCG@k and recall@k of its served lists, and
     the NDCG of each user (``per_user``, for the paired comparison of :func:`choose_scorer`)."""
-    from shoprec.ranking.two_stage import scoring_memo
-
     choices = (["ranker"] if model.ranker_ is not None else []) + ["fusion", *model.generators_]
     rows = []
     with scoring_memo():

@@ -28,7 +28,7 @@ from shoprec.ranking.scorer import CandidateScorer
 
 if TYPE_CHECKING:
     from shoprec.index import VectorIndex
-    from shoprec.ranking.two_stage import TwoStageModel
+    from shoprec.ranking.fitted import ColdStartModel, FittedTwoStage
 
 __all__ = [
     "COMPILED_RANKER",
@@ -124,7 +124,7 @@ def top_sparse(
 
 
 def cold_start(
-    model: Recommender[Any],
+    model: ColdStartModel,
     k: int,
     allowed: np.ndarray,
     context: Mapping[str, str] | None = None,
@@ -159,7 +159,7 @@ class RankingPipeline:
 
     def __init__(
         self,
-        model: TwoStageModel,
+        model: FittedTwoStage,
         *,
         indexes: Mapping[str, VectorIndex] | None = None,
         compiled_cache: Path | None = None,
@@ -335,7 +335,7 @@ class RankingPipeline:
 _PIPELINES: weakref.WeakKeyDictionary[Any, RankingPipeline] = weakref.WeakKeyDictionary()
 
 
-def pipeline_for(model: TwoStageModel) -> RankingPipeline:
+def pipeline_for(model: FittedTwoStage) -> RankingPipeline:
     """The model's pipeline for batch use, built once per fitted model and kept beside it (not
     in its pickle). A model read from a run folder shares the API's compiled ranker there."""
     pipeline = _PIPELINES.get(model)

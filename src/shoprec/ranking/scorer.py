@@ -25,7 +25,7 @@ from shoprec.ranking.gate import scorer_values
 from shoprec.ranking.rules import ItemFacts, apply_rules
 
 if TYPE_CHECKING:
-    from shoprec.ranking.two_stage import TwoStageModel
+    from shoprec.ranking.fitted import FittedTwoStage
 
 __all__ = ["CandidateScorer", "ScoredList"]
 
@@ -62,7 +62,7 @@ def _rows(frame: pl.DataFrame, key: str, columns: list[str]) -> dict[str, np.nda
 class CandidateScorer:
     """Array-backed features and rules for one fitted two-stage model."""
 
-    def __init__(self, model: TwoStageModel, *, compiled_cache: Path | None = None) -> None:
+    def __init__(self, model: FittedTwoStage, *, compiled_cache: Path | None = None) -> None:
         self.model = model
         features = model.features_
         n_items = len(model.item_ids_)

@@ -22,12 +22,10 @@ its category's activity per day on sale, and the shopper's share of the item's p
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -40,6 +38,7 @@ from shoprec.exceptions import DataError, ShoprecError
 from shoprec.features.build import PAIR_COUNTS, FeatureConfig, FeatureTables, compute_features
 from shoprec.features.encoding import CategoricalEncoder, haversine_km
 from shoprec.models.base import ModelConfig, Recommender
+from shoprec.models.generators import fit_generator
 from shoprec.ranking.candidates import candidate_expressions, candidate_frame, taste_expressions
 from shoprec.ranking.examples import (
     assign_roles,
@@ -49,31 +48,12 @@ from shoprec.ranking.examples import (
     per_user_holdout,
     positive_events,
 )
-from shoprec.ranking.gate import choose_scorer, validation_table
+from shoprec.ranking.fitted import Ranker
+from shoprec.ranking.gate import choose_scorer, scoring_memo_in_use, validation_table
+from shoprec.ranking.pipeline import pipeline_for
 from shoprec.ranking.rules import RulesConfig
 
-__all__ = ["Ranker", "TwoStageConfig", "TwoStageModel", "scoring_memo"]
-
-_batch = threading.local()  # per thread: the validation gate's memo of scored users
-
-
-@contextmanager
-def scoring_memo() -> Iterator[None]:
-    """Within the block, scoring the same users again reuses their candidates and features
-    (the validation gate scores one set of users once per scorer)."""
-    _batch.memo = {}
-    try:
-        yield
-    finally:
-        _batch.memo = None
-
-
-class Ranker(Protocol):
-    """What the second stage needs of a learner; LightGBM's ``LGBMRanker`` fits as it is."""
-
-    def fit(self, X: Any, y: Any, **kwargs: Any) -> Any: ...  # noqa: N803
-
-    def predict(self, X: Any, **kwargs: Any) -> Any: ...  # noqa: N803
+__all__ = ["Ranker", "TwoStageConfig", "TwoStageModel"]
 
 
 def _default_generators() -> dict[str, dict[str, Any]]:
@@ -466,8 +446,6 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         """Every configured generator fitted on ``dataset``. The first time, a generator that
         refuses these data (EASE over too large a catalogue, content without attributes) is
         left out with a warning; later fits must fit the same generators."""
-        from shoprec.models import fit_model
-
         fitted: dict[str, Recommender[Any]] = {}
         first = self._left_out is None
         left_out: dict[str, str] = {} if self._left_out is None else self._left_out
@@ -475,7 +453,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
             if name in left_out:
                 continue
             try:
-                fitted[name] = fit_model(config, dataset)
+                fitted[name] = fit_generator(config, dataset)
             except DataError as exc:
                 if not first:
                     raise
@@ -617,8 +595,6 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         rule decides (``auto``: only where shoppers rarely buy the same item twice). A user
         without history (or without a candidate) gets the cold-start list of ``context``.
         """
-        from shoprec.ranking.pipeline import pipeline_for
-
         self._check_fitted()
         if k <= 0:
             raise ShoprecError(f"k must be a positive number of items, not {k}")
@@ -626,7 +602,7 @@ class TwoStageModel(Recommender[TwoStageConfig]):
         exclude = self.exclude_seen_ if exclude_seen is None else exclude_seen
         pipeline = pipeline_for(self)
         allowed = self.allowed_items(category, min_price, max_price, filter)
-        memo: dict[Any, Any] | None = getattr(_batch, "memo", None)
+        memo = scoring_memo_in_use()
         n_items = len(self.item_ids_)
         out_users: list[str] = []
         out_items: list[np.ndarray] = []
@@ -734,8 +710,6 @@ class TwoStageModel(Recommender[TwoStageConfig]):
     def _score(self, rows: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
         """Scores of the pipeline's lists (users × items; items not listed score nothing):
         the base class's contract, for callers that want a matrix."""
-        from shoprec.ranking.pipeline import pipeline_for
-
         pipeline = pipeline_for(self)
         allowed = self.allowed_items()
         scores = np.full((rows.shape[0], len(self.item_ids_)), -np.inf, np.float32)
