@@ -276,7 +276,11 @@ def test_a_run_that_fails_to_load_is_reported_until_a_good_one_is_published(
         assert failing["shoprec_model_reload_failing", ()] == 1
         assert failing["shoprec_model_loads_total", ()] == 1
         assert failing["shoprec_model_load_failures_total", ()] == 1
-        assert alone.get("/ready").status_code == 200  # the good run keeps serving
+        ready = alone.get("/ready")  # the good run keeps serving, and /ready says why
+        assert ready.status_code == 200
+        assert ready.json()["run_id"] == good
+        assert ready.json()["reload_error"].startswith(f"cannot load run {broken}: ")
+        assert str(settings.workspace) not in ready.text
         # the watcher does not load the broken run again at every poll ...
         assert not registry.refresh()
         time.sleep(3 * settings.serving.reload_seconds)
@@ -288,6 +292,7 @@ def test_a_run_that_fails_to_load_is_reported_until_a_good_one_is_published(
         rolled_back = alone.post(f"/admin/publish/{good}", headers=KEY)
         assert rolled_back.status_code == 200, rolled_back.text
         assert _samples(alone)["shoprec_model_reload_failing", ()] == 0
+        assert alone.get("/ready").json()["reload_error"] is None
 
 
 def test_not_ready_without_a_published_run(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -18,15 +17,12 @@ from shoprec.config import Settings
 from shoprec.serving.errors import add_error_handlers
 from shoprec.serving.middleware import Guarded, Measured, keyed_routes
 from shoprec.serving.routes import ROUTERS, include_routes
+from shoprec.serving.routes.events import document_event_types
 from shoprec.serving.routes.storefront import add_storefront
-from shoprec.serving.schemas import ErrorBody
+from shoprec.serving.schemas import errors
 from shoprec.serving.service import Service
 
 __all__ = ["create_app"]
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 503)
-}
 
 
 def create_app(settings: Settings, *, service: Service | None = None, web: bool = True) -> FastAPI:
@@ -44,11 +40,13 @@ def create_app(settings: Settings, *, service: Service | None = None, web: bool 
         summary="Recommendations, similar items, pairwise scores and events for a shop.",
         version="0.1.0",
         lifespan=lifespan,
-        responses=_ERRORS,
+        # a body over the limit is refused on any route; each route documents its other errors
+        responses=errors(413),
     )
     app.state.service = service
     add_error_handlers(app, settings.workspace)
     include_routes(app)
+    document_event_types(app, service.event_types)
     if web:
         add_storefront(app)
     # the last added runs first: a request is measured, then guarded, then routed

@@ -12,13 +12,16 @@ from pydantic import AfterValidator
 from shoprec.serving.engine import Engine
 from shoprec.serving.schemas import MAX_BATCH_EVENTS, MAX_ID_LENGTH, MAX_K
 from shoprec.serving.service import Service
-from shoprec.stream.events import printable_id
+from shoprec.stream.events import BLANK_CLASS, printable_id
 
 __all__ = [
     "API_KEY",
+    "PATH_ID_PATTERN",
+    "RUN_ID_PATTERN",
     "IdPath",
     "K",
     "Keyed",
+    "RunIdPath",
     "Served",
     "ServiceDep",
     "batch",
@@ -74,7 +77,24 @@ def _path_id(value: str) -> str:
 
 
 K = Annotated[int, Query(ge=1, le=MAX_K, description="how many items")]
-IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_path_id)]
+# The rule of _path_id, written in the schema for clients and fuzzers (the validator says
+# what is wrong more plainly than a pattern mismatch would). A path id is not stripped: unlike
+# an id in a body, it has no control character anywhere, not even a tab around it.
+PATH_ID_PATTERN = rf"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f{BLANK_CLASS}][^\x00-\x1f\x7f]*$"
+IdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        json_schema_extra={"pattern": PATH_ID_PATTERN},
+        description="no control characters, not blank",
+    ),
+    AfterValidator(_path_id),
+]
+# A run id is one plain folder name of models/: no dot or blank first, no slash, backslash or
+# control character (the same in Python's regex dialect and pydantic's).
+RUN_ID_PATTERN = r"^[^.\s\\/\x00-\x1f\x7f][^\\/\x00-\x1f\x7f]*$"
+RunIdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=RUN_ID_PATTERN)]
 
 
 def batch(body: T | list[T], what: str) -> list[T]:

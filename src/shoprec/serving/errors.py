@@ -14,12 +14,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from shoprec.exceptions import ShoprecError
 from shoprec.serving.registry import NotReadyError
 from shoprec.stream.state import StateError
 
-__all__ = ["add_error_handlers", "describe", "public_message"]
+__all__ = ["add_error_handlers", "allowed_methods", "describe", "public_message"]
 
 
 def public_message(message: str, workspace: Path) -> str:
@@ -42,6 +43,24 @@ def describe(errors: list[Any]) -> str:
     return "; ".join(parts) + more
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` header of a 405: every method some route takes at the request's path
+    (Starlette names only those of the first route it matched: ``GET`` for ``/items``, whose
+    ``POST`` is another route). Static files (a mount takes any method) are left out."""
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 def add_error_handlers(app: FastAPI, workspace: Path) -> None:
     def answer(status: int, message: str, headers: Any = None) -> JSONResponse:
         return JSONResponse(
@@ -54,8 +73,11 @@ def add_error_handlers(app: FastAPI, workspace: Path) -> None:
         return JSONResponse({"error": describe(errors), "detail": errors}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return answer(exc.status_code, str(exc.detail), exc.headers)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = exc.headers
+        if exc.status_code == 405 and (allowed := allowed_methods(request)):
+            headers = {**(headers or {}), "Allow": allowed}
+        return answer(exc.status_code, str(exc.detail), headers)
 
     @app.exception_handler(NotReadyError)
     async def not_ready(_: Request, exc: NotReadyError) -> JSONResponse:

@@ -4,29 +4,34 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from shoprec.stream.events import BUILTIN_EVENT_TYPES, MAX_ID_LENGTH, EventIn, Id, ItemIn
 
 __all__ = [
     "BUILTIN_EVENT_TYPES",
+    "ERROR_STATUSES",
     "MAX_BATCH_EVENTS",
     "MAX_ID_LENGTH",
     "MAX_K",
     "MAX_SCORE_IDS",
     "ErrorBody",
+    "EventBatch",
     "EventIn",
     "EventsAccepted",
+    "ItemBatch",
     "ItemDetail",
     "ItemIn",
     "ItemsAccepted",
     "ListItem",
     "ListQuery",
+    "Readiness",
     "RecommendationResponse",
     "ScoreRequest",
     "ScoreResponse",
     "ScoreResult",
     "UserProfile",
+    "errors",
 ]
 
 MAX_K = 1000
@@ -34,8 +39,44 @@ MAX_K = 1000
 MAX_SCORE_IDS = 1000
 MAX_BATCH_EVENTS = 1000
 
+
+def _integral(value: Any) -> Any:
+    """``2067.0`` as 2067: JSON does not tell the two apart, and JSON Schema's ``integer``
+    takes both (a float with a fraction stays a float, and is refused)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 # an integer id stays an integer and a string id a string ("007" is not 7)
-EntityId = Annotated[int, Field(ge=0, strict=True)] | Id
+EntityId = Annotated[Annotated[int, Field(ge=0, strict=True)] | Id, BeforeValidator(_integral)]
+
+# A write's body is one record or a list of them: the list is not empty (422) and holds at most
+# MAX_BATCH_EVENTS (413). The route checks both itself (dependencies.batch), to name the
+# problem plainly and to answer 413, not 422; the schema says so.
+_BATCH = Field(json_schema_extra={"minItems": 1, "maxItems": MAX_BATCH_EVENTS})
+EventBatch = Annotated[list[EventIn], _BATCH]
+ItemBatch = Annotated[list[ItemIn], _BATCH]
+
+# What each error status of the API means; a route documents those it can answer.
+ERROR_STATUSES: dict[int, str] = {
+    400: "the body is not JSON text, or the served run cannot answer this (e.g. a similarity "
+    "method it does not have)",
+    401: "no X-API-Key header",
+    403: "the X-API-Key is not valid, or the server has no keys configured",
+    404: "no such id",
+    409: "the run is damaged or cannot be loaded",
+    413: "the body is over 8 MB, or holds more than 1,000 records",
+    422: "a parameter or the body is invalid; the error names it",
+    503: "no run is served yet, or the event bus or live state cannot answer now",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that answers ``statuses`` with an :class:`ErrorBody`."""
+    return {
+        status: {"model": ErrorBody, "description": ERROR_STATUSES[status]} for status in statuses
+    }
 
 
 class _Body(BaseModel):
@@ -115,6 +156,17 @@ class UserProfile(BaseModel):
     email: str | None = None
     in_model: bool = Field(description="whether the served model learned from this user")
     recent: list[UserActivity] = Field(description="live events since the build, oldest first")
+
+
+class Readiness(BaseModel):
+    ready: bool
+    run_id: str | None = Field(default=None, description="the run served")
+    model: str | None = Field(default=None, description="the model of the run served")
+    reason: str | None = Field(default=None, description="why no run is served (503)")
+    reload_error: str | None = Field(
+        default=None,
+        description="why the published run could not be loaded; the run above keeps serving",
+    )
 
 
 class EventsAccepted(BaseModel):

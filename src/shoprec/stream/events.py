@@ -39,6 +39,7 @@ from shoprec.data.schema import (
 )
 
 __all__ = [
+    "BLANK_CLASS",
     "BUILTIN_EVENT_TYPES",
     "ID_PATTERN",
     "ITEM_MESSAGE",
@@ -53,10 +54,11 @@ __all__ = [
 MAX_ID_LENGTH = Bounds.ID_LENGTH
 _CONTROL = re.compile(CONTROL_CHARACTERS)
 # What an id may be as sent: surrounding blanks (which are stripped) around at least one
-# character, none of them a control character (printable_id). The blanks are those pydantic
-# strips, spelled out because regex dialects disagree on what \s means.
-_BLANK = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-ID_PATTERN = rf"^[{_BLANK}]*[^\x00-\x1f\x7f{_BLANK}][^\x00-\x1f\x7f]*[{_BLANK}]*$"
+# character, none of them a control character (printable_id). The blanks (those of Unicode's
+# White_Space below U+FFFF but the control characters \x1c-\x1f) are spelled out because regex
+# dialects disagree on what \s means.
+BLANK_CLASS = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+ID_PATTERN = rf"^[{BLANK_CLASS}]*[^\x00-\x1f\x7f{BLANK_CLASS}][^\x00-\x1f\x7f]*[{BLANK_CLASS}]*$"
 
 
 def printable_id(value: str) -> str:
@@ -100,9 +102,25 @@ def known_event_types(weights: Iterable[str]) -> frozenset[str]:
     return BUILTIN_EVENT_TYPES | frozenset(weights)
 
 
+# the characters of BLANK_CLASS, which an id loses at either end
+_BLANK_CHARS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(
+    map(chr, range(0x2000, 0x200B))
+)
+
+
+def _stripped(value: str) -> str:
+    """``value`` without the blanks around it; ValueError if nothing else is left."""
+    stripped = value.strip(_BLANK_CHARS)
+    if not stripped:
+        raise ValueError("must not be blank")
+    return stripped
+
+
+# The length is that of the id as sent, as the schema's maxLength says (not after stripping).
 Id = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, strip_whitespace=True),
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH),
+    AfterValidator(_stripped),
     AfterValidator(printable_id),
     _SchemaPattern(ID_PATTERN),
 ]
@@ -136,6 +154,14 @@ class EventIn(BaseModel):
         Field(default_factory=dict, max_length=Bounds.CONTEXT_ENTRIES)
     )
     recommendation_id: Id | None = None
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        """A time is ISO 8601 text (a number is not read as seconds since 1970)."""
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an ISO 8601 date and time, as text")
+        return value
 
     @field_validator("ts")
     @classmethod
@@ -216,7 +242,7 @@ class ItemIn(BaseModel):
     title: Annotated[str, StringConstraints(max_length=Bounds.TITLE_LENGTH)] | None = None
     category: Annotated[str, StringConstraints(max_length=Bounds.CATEGORY_LENGTH)] | None = None
     price: Number | None = Field(default=None, ge=0)
-    available: bool = True
+    available: Annotated[bool, Strict()] = True
     attributes: dict[
         Annotated[str, StringConstraints(max_length=Bounds.KEY_LENGTH)], AttributeValue
     ] = Field(default_factory=dict, max_length=Bounds.ATTRIBUTES)

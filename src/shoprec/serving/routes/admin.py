@@ -10,8 +10,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from shoprec.exceptions import ShoprecError
 from shoprec.pipeline.build import list_runs, publish
-from shoprec.serving.dependencies import IdPath, ServiceDep, require_key
+from shoprec.serving.dependencies import RunIdPath, ServiceDep, require_key
+from shoprec.serving.errors import public_message
 from shoprec.serving.registry import NotReadyError
+from shoprec.serving.schemas import Readiness, errors
 
 __all__ = ["router"]
 
@@ -24,14 +26,25 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", tags=["operations"], responses={503: {}})
+@router.get(
+    "/ready",
+    tags=["operations"],
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "no run is served yet"}},
+)
 def ready(service: ServiceDep) -> JSONResponse:
+    """Whether a run is served; ``reload_error`` says why a newer published run could not be
+    loaded while the one before it keeps serving."""
     registry = service.registry
     current = registry.current()
+    problem = registry.last_error and public_message(registry.last_error, service.workspace)
     if current is None:
-        reason = registry.last_error or "no published run yet"
-        return JSONResponse({"ready": False, "reason": reason}, status_code=503)
-    return JSONResponse({"ready": True, "run_id": current.run_id, "model": current.model_name})
+        answer = Readiness(ready=False, reason=problem or "no published run yet")
+        return JSONResponse(answer.model_dump(), status_code=503)
+    answer = Readiness(
+        ready=True, run_id=current.run_id, model=current.model_name, reload_error=problem
+    )
+    return JSONResponse(answer.model_dump())
 
 
 @router.get("/metrics", tags=["operations"], response_class=Response, responses={200: _TEXT})
@@ -51,7 +64,12 @@ def runs(service: ServiceDep) -> dict[str, Any]:
     }
 
 
-@router.post("/admin/reload", tags=["registry"], dependencies=[Depends(require_key)])
+@router.post(
+    "/admin/reload",
+    tags=["registry"],
+    dependencies=[Depends(require_key)],
+    responses=errors(401, 403, 503),
+)
 def reload(service: ServiceDep) -> dict[str, Any]:
     swapped = service.registry.refresh(force=True)
     if not service.registry.ready:
@@ -63,11 +81,9 @@ def reload(service: ServiceDep) -> dict[str, Any]:
     "/admin/publish/{run_id}",
     tags=["registry"],
     dependencies=[Depends(require_key)],
-    responses={409: {"description": "the run is damaged or cannot be loaded"}},
+    responses=errors(401, 403, 404, 409, 422, 503),
 )
-def publish_run(service: ServiceDep, run_id: IdPath) -> dict[str, Any]:
-    if "/" in run_id or run_id.startswith("."):
-        raise HTTPException(422, f"path.run_id: {run_id!r} is not a run id")
+def publish_run(service: ServiceDep, run_id: RunIdPath) -> dict[str, Any]:
     if not (service.workspace / "models" / run_id).is_dir():
         raise HTTPException(404, f"run {run_id}: no such run in the workspace")
     try:

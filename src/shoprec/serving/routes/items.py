@@ -17,12 +17,15 @@ from shoprec.serving.lists import list_response
 from shoprec.serving.schemas import (
     MAX_BATCH_EVENTS,
     MAX_K,
+    ItemBatch,
     ItemDetail,
     ItemIn,
     ItemsAccepted,
     RecommendationResponse,
+    errors,
 )
 from shoprec.serving.service import Service
+from shoprec.stream.events import BLANK_CLASS
 
 __all__ = ["router"]
 
@@ -30,7 +33,14 @@ router = APIRouter(tags=["catalogue"])
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 Text = Annotated[str | None, Query(max_length=200)]
 EntityType = Annotated[str | None, Query(max_length=40)]
-AttributePair = Annotated[str, StringConstraints(max_length=200, pattern=r"^\s*[^=\s][^=]*=")]
+# key=value, the key not blank and starting with no control character (blanks spelled out:
+# Python's regex and pydantic's disagree on what \s means)
+AttributePair = Annotated[
+    str,
+    StringConstraints(
+        max_length=200, pattern=rf"^[{BLANK_CLASS}]*[^=\x00-\x1f\x7f{BLANK_CLASS}][^=]*="
+    ),
+]
 Attribute = Annotated[
     list[AttributePair] | None,
     Query(max_length=20, description="more attribute filters, each key=value"),
@@ -42,7 +52,10 @@ def _card(engine: Engine, item_id: str) -> dict[str, Any]:
 
 
 @router.get(
-    "/items/{item_id}/similar", tags=["recommendations"], response_model=RecommendationResponse
+    "/items/{item_id}/similar",
+    tags=["recommendations"],
+    response_model=RecommendationResponse,
+    responses=errors(400, 422, 503),
 )
 async def similar_items(
     served: Served, item_id: IdPath, k: K = 10, method: SimilarMethod = "auto"
@@ -51,7 +64,7 @@ async def similar_items(
     return list_response(served, served.similar(item_id, k, method), item_id=item_id)
 
 
-@router.get("/items")
+@router.get("/items", responses=errors(422, 503))
 def items(
     served: Served,
     offset: Offset = 0,
@@ -65,7 +78,7 @@ def items(
     return {"total": total, "offset": offset, "items": [_card(served, i) for i in ids]}
 
 
-@router.get("/items/{item_id}")
+@router.get("/items/{item_id}", responses=errors(404, 422, 503))
 def item(served: Served, item_id: IdPath) -> ItemDetail:
     detail = served.catalogue.detail(item_id)
     if detail is None:
@@ -73,7 +86,7 @@ def item(served: Served, item_id: IdPath) -> ItemDetail:
     return ItemDetail.model_validate(detail)
 
 
-@router.get("/search")
+@router.get("/search", responses=errors(422, 503))
 def search(
     served: Served,
     q: Annotated[str, Query(max_length=200, description="words of the title")] = "",
@@ -114,11 +127,16 @@ def search(
     return {"query": q, "total": total, "offset": offset, "items": [_card(served, i) for i in ids]}
 
 
-@router.post("/items", status_code=202, dependencies=[Depends(require_key)])
+@router.post(
+    "/items",
+    status_code=202,
+    dependencies=[Depends(require_key)],
+    responses=errors(400, 401, 403, 413, 422, 503),
+)
 async def post_items(
     service: ServiceDep,
     body: Annotated[
-        ItemIn | list[ItemIn],
+        ItemIn | ItemBatch,
         Body(description=f"one item, or a list of at most {MAX_BATCH_EVENTS}"),
     ],
     wait: Annotated[

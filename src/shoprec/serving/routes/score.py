@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from shoprec.serving.dependencies import Served, ServiceDep
-from shoprec.serving.schemas import ScoreRequest, ScoreResponse
+from shoprec.serving.schemas import ScoreRequest, ScoreResponse, errors
 from shoprec.serving.scoring import score_batch
 
 __all__ = ["INLINE_PAIRS", "router"]
@@ -17,7 +17,7 @@ router = APIRouter(tags=["scoring"])
 INLINE_PAIRS = 20_000
 
 
-@router.post("/score", response_model=ScoreResponse, responses={413: {}})
+@router.post("/score", response_model=ScoreResponse, responses=errors(400, 422, 503))
 async def score(service: ServiceDep, served: Served, request: ScoreRequest) -> Response:
     """Scores between two lists of entities, by their embeddings, in one computation."""
     if len(request.item) * len(request.items2) <= INLINE_PAIRS:

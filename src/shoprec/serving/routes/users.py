@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from shoprec.serving.dependencies import IdPath, Keyed, Served, ServiceDep
 from shoprec.serving.lists import recommendations_response
-from shoprec.serving.schemas import ListQuery, RecommendationResponse, UserProfile
+from shoprec.serving.schemas import ListQuery, RecommendationResponse, UserProfile, errors
 from shoprec.serving.storefront import COOKIE
 
 __all__ = ["router"]
@@ -17,7 +17,10 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.get(
-    "/{user_id}/recommendations", tags=["recommendations"], response_model=RecommendationResponse
+    "/{user_id}/recommendations",
+    tags=["recommendations"],
+    response_model=RecommendationResponse,
+    responses=errors(422, 503),
 )
 async def user_recommendations(
     service: ServiceDep, served: Served, user_id: IdPath, query: Annotated[ListQuery, Query()]
@@ -26,7 +29,7 @@ async def user_recommendations(
     return recommendations_response(service, served, user_id, query)
 
 
-@router.get("/{user_id}", responses={401: {}, 403: {}})
+@router.get("/{user_id}", responses=errors(401, 403, 404, 422, 503))
 def user(
     service: ServiceDep, served: Served, request: Request, user_id: IdPath, key: Keyed = None
 ) -> UserProfile:
