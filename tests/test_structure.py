@@ -33,14 +33,8 @@ KNOWN_RANKING_CYCLES: list[frozenset[str]] = []
 # Functions in shoprec.serving over MAX_FUNCTION_LINES, awaiting the reshaping.
 KNOWN_LONG_SERVING_FUNCTIONS: frozenset[str] = frozenset()
 
-# Functions over MAX_FUNCTION_LINES in files others are changing this session.
-KNOWN_LONG_FUNCTIONS_ELSEWHERE: frozenset[str] = frozenset(
-    {
-        "shoprec.data.formats.tabular:coerce_canonical",
-        "shoprec.data.synthetic:_sessions_chunk",
-        "shoprec.ranking.scorer:CandidateScorer.__init__",
-    }
-)
+# Functions over MAX_FUNCTION_LINES elsewhere.
+KNOWN_LONG_FUNCTIONS_ELSEWHERE: frozenset[str] = frozenset()
 
 
 # -- the import graph ---------------------------------------------------------------------------

@@ -308,6 +308,11 @@ class _ItemSampler:
         return picked
 
 
+# Events of one type in a chunk of sessions: session (in the chunk), item, time in seconds, type
+# and value, one entry per event.
+_Drawn = tuple[np.ndarray, np.ndarray, np.ndarray, str, np.ndarray]
+
+
 def _sessions_chunk(
     rng: np.random.Generator,
     starts: np.ndarray,
@@ -318,6 +323,24 @@ def _sessions_chunk(
     sampler: _ItemSampler,
     items: pl.DataFrame,
 ) -> pl.DataFrame:
+    """The events of the sessions starting at ``starts`` (numbered from ``first_session``),
+    sorted by time."""
+    drawn = _session_events(rng, starts, session_users, users, taste_cum, sampler, items)
+    return _events_frame(rng, drawn, starts.size, session_users, first_session, users, items)
+
+
+def _session_events(
+    rng: np.random.Generator,
+    starts: np.ndarray,
+    session_users: np.ndarray,
+    users: pl.DataFrame,
+    taste_cum: np.ndarray,
+    sampler: _ItemSampler,
+    items: pl.DataFrame,
+) -> list[_Drawn]:
+    """Each session views items of one category in the user's price tier (mostly); an item
+    that fits the tier's price is carted more often, and a cart is bought in some sessions;
+    some purchases bring a complement from the category that goes with it."""
     n = starts.size
     u = rng.random(n)
     category = (taste_cum[session_users] < u[:, None]).sum(axis=1).clip(0, len(CATEGORIES) - 1)
@@ -338,26 +361,19 @@ def _sessions_chunk(
     buys = rng.random(n) < 0.55
     bought = carted & buys[session_of]
     has_purchase = np.bincount(session_of[bought], minlength=n) > 0
-    complement_session = np.flatnonzero(has_purchase & (rng.random(n) < 0.4))
-    complement_category = np.array([[c[1] for c in CATEGORIES].index(c[4]) for c in CATEGORIES])
-    comp_ts = starts[complement_session] + n_views[complement_session] * 60 + 30
-    comp_item = sampler.draw(
-        rng,
-        complement_category[category[complement_session]] * 3 + band[complement_session],
-        comp_ts,
+    complement_session, comp_item, comp_ts = _complements(
+        rng, starts, n_views, category, band, has_purchase, sampler
     )
-    ok = comp_item >= 0
-    complement_session, comp_item, comp_ts = complement_session[ok], comp_item[ok], comp_ts[ok]
     quantity = 1 + rng.geometric(0.7, size=session_of.size) - 1
     purchase_ts = starts + n_views * 60 + 120
-
-    parts = [
+    viewed = view_item >= 0
+    drawn: list[_Drawn] = [
         (
-            session_of[view_item >= 0],
-            view_item[view_item >= 0],
-            view_ts[view_item >= 0],
+            session_of[viewed],
+            view_item[viewed],
+            view_ts[viewed],
             "view",
-            np.ones(int((view_item >= 0).sum())),
+            np.ones(int(viewed.sum())),
         ),
         (
             session_of[carted],
@@ -374,26 +390,54 @@ def _sessions_chunk(
             quantity[bought],
         ),
     ]
+    ones = np.ones(comp_item.size)
     for offset, event_type in ((0, "view"), (10, "add_to_cart")):
-        parts.append(
-            (complement_session, comp_item, comp_ts + offset, event_type, np.ones(comp_item.size))
-        )
-    parts.append(
-        (
-            complement_session,
-            comp_item,
-            purchase_ts[complement_session],
-            "purchase",
-            np.ones(comp_item.size),
-        )
+        drawn.append((complement_session, comp_item, comp_ts + offset, event_type, ones))
+    drawn.append((complement_session, comp_item, purchase_ts[complement_session], "purchase", ones))
+    return drawn
+
+
+def _complements(
+    rng: np.random.Generator,
+    starts: np.ndarray,
+    n_views: np.ndarray,
+    category: np.ndarray,
+    band: np.ndarray,
+    has_purchase: np.ndarray,
+    sampler: _ItemSampler,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sessions with a purchase that also buy an item of the complementary category (in the
+    same price band), that item and when it was viewed."""
+    complement_session = np.flatnonzero(has_purchase & (rng.random(has_purchase.size) < 0.4))
+    complement_category = np.array([[c[1] for c in CATEGORIES].index(c[4]) for c in CATEGORIES])
+    comp_ts = starts[complement_session] + n_views[complement_session] * 60 + 30
+    comp_item = sampler.draw(
+        rng,
+        complement_category[category[complement_session]] * 3 + band[complement_session],
+        comp_ts,
     )
+    ok = comp_item >= 0
+    return complement_session[ok], comp_item[ok], comp_ts[ok]
+
+
+def _events_frame(
+    rng: np.random.Generator,
+    drawn: list[_Drawn],
+    n: int,
+    session_users: np.ndarray,
+    first_session: int,
+    users: pl.DataFrame,
+    items: pl.DataFrame,
+) -> pl.DataFrame:
+    """The drawn events of ``n`` sessions as canonical rows, each session on one platform,
+    sorted by time."""
     frames = []
     item_ids = items["item_id"].to_numpy()
     prices = items["price"].to_numpy()
     user_ids = users["user_id"].to_numpy()
     countries = users["country"].to_numpy()
     platform = _PLATFORMS[rng.choice(3, size=n, p=[0.5, 0.3, 0.2])]
-    for sessions, picked, ts, event_type, value in parts:
+    for sessions, picked, ts, event_type, value in drawn:
         if sessions.size == 0:
             continue
         global_session = sessions + first_session

@@ -59,6 +59,108 @@ def _rows(frame: pl.DataFrame, key: str, columns: list[str]) -> dict[str, np.nda
     return dict(zip(frame.get_column(key).to_list(), values, strict=True))
 
 
+def _encoded_columns(model: FittedTwoStage) -> dict[str, pl.Expr]:
+    """Each encoded feature's name and the fitted encoder's expression that computes it."""
+    encoded: dict[str, pl.Expr] = {}
+    for encoder in model.encoders_:
+        for expression in encoder.transform(pl.DataFrame()):
+            encoded[expression.meta.output_name()] = expression
+    return encoded
+
+
+def _user_pairs(
+    model: FittedTwoStage, pair_names: list[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each user's item pairs: their items (sorted indices) and the pair columns, one row each."""
+    pairs_of: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if not pair_names:
+        return pairs_of
+    pairs = (
+        model.features_.pairs.select(USER_ID, ITEM_ID, *pair_names)
+        .join(model.item_ids_.index_frame(ITEM_ID, "__item"), on=ITEM_ID, how="inner")
+        .sort(USER_ID, "__item")
+    )
+    owners = pairs.get_column(USER_ID).to_list()
+    items_of = pairs.get_column("__item").to_numpy().astype(np.int64)
+    values = pairs.select([pl.col(n).cast(pl.Float64) for n in pair_names]).to_numpy()
+    # each user's rows are one run of the sorted frame (none when no pair is left)
+    bounds = [i for i in range(len(owners)) if i == 0 or owners[i] != owners[i - 1]]
+    for start, end in itertools.pairwise([*bounds, len(owners)]):
+        pairs_of[owners[start]] = (items_of[start:end], values[start:end])
+    return pairs_of
+
+
+def _category_tables(
+    table: pl.DataFrame,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Each user's share of their activity in each category, and their purchases there."""
+    shares: dict[str, dict[str, float]] = {}
+    purchases: dict[str, dict[str, float]] = {}
+    bought = (
+        pl.col("user_category_purchases")
+        if "user_category_purchases" in table.columns
+        else pl.lit(None, pl.Float64)
+    )
+    for user, category, share, purchased in table.select(
+        USER_ID, "item_category", "user_category_share", bought
+    ).iter_rows():
+        shares.setdefault(user, {})[category] = share
+        purchases.setdefault(user, {})[category] = purchased
+    return shares, purchases
+
+
+def _column_plan(
+    names: list[str],
+    generators: list[str],
+    item_names: list[str],
+    user_names: list[str],
+    pair_names: list[str],
+) -> list[tuple[str, Any]]:
+    """Where each of the ranker's columns comes from, in its training order: a generator's
+    (index, score or rank), an item, user or pair column's position, or a derived feature."""
+    generator_columns = {
+        f"{g}_{part}": (index, part)
+        for index, g in enumerate(generators)
+        for part in ("score", "rank")
+    }
+    plan: list[tuple[str, Any]] = []
+    for name in names:
+        if name in generator_columns:
+            plan.append(("generator", generator_columns[name]))
+        elif name in item_names:
+            plan.append(("item", item_names.index(name)))
+        elif name in user_names:
+            plan.append(("user", user_names.index(name)))
+        elif name in pair_names:
+            plan.append(("pair", pair_names.index(name)))
+        else:
+            plan.append((name, None))  # derived: price_ratio, distance_km, shares
+    return plan
+
+
+def _plan_blocks(plan: list[tuple[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Where each block of the plan goes: (matrix columns, source columns) per kind, the
+    generators' scores and ranks as the ``score`` and ``rank`` blocks."""
+    blocks = {
+        kind: (
+            np.array([c for c, (k, _) in enumerate(plan) if k == kind], np.int64),
+            np.array([w for k, w in plan if k == kind], np.int64),
+        )
+        for kind in ("item", "user", "pair")
+    }
+    for part in ("score", "rank"):
+        chosen = [
+            (column, where[0])
+            for column, (kind, where) in enumerate(plan)
+            if kind == "generator" and where[1] == part
+        ]
+        blocks[part] = (
+            np.array([c for c, _ in chosen], np.int64),
+            np.array([g for _, g in chosen], np.int64),
+        )
+    return blocks
+
+
 class CandidateScorer:
     """Array-backed features and rules for one fitted two-stage model."""
 
@@ -67,15 +169,7 @@ class CandidateScorer:
         features = model.features_
         n_items = len(model.item_ids_)
         names = model.feature_names_
-        generator_columns = {
-            f"{g}_{part}": (index, part)
-            for index, g in enumerate(model.generators_)
-            for part in ("score", "rank")
-        }
-        encoded: dict[str, pl.Expr] = {}
-        for encoder in model.encoders_:
-            for expression in encoder.transform(pl.DataFrame()):
-                encoded[expression.meta.output_name()] = expression
+        encoded = _encoded_columns(model)
         # Item features in item-index order (encoded columns through the fitted encoders).
         items = pl.DataFrame({ITEM_ID: model.item_ids_.external.tolist()}).join(
             features.items, on=ITEM_ID, how="left"
@@ -83,18 +177,7 @@ class CandidateScorer:
         self.item_names = [
             n for n in names if (n in items.columns or n in encoded) and n.startswith("item_")
         ]
-        self.item_matrix = (
-            items.select(
-                [
-                    encoded[n] if n in encoded else pl.col(n).cast(pl.Float64)
-                    for n in self.item_names
-                ]
-            )
-            .to_numpy()
-            .astype(np.float64)
-            if self.item_names
-            else np.zeros((n_items, 0))
-        )
+        self.item_matrix = self._item_matrix(items, encoded, n_items)
         users = features.users
         self.user_names = [
             n
@@ -112,45 +195,9 @@ class CandidateScorer:
         )
         self.user_rows = _rows(user_frame, USER_ID, self.user_names)
         self.pair_names = [n for n in names if n.startswith("pair_")]
-        # Each user's item pairs: their items (sorted indices) and the pair columns, one row each.
-        self.pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        if self.pair_names:
-            pairs = (
-                features.pairs.select(USER_ID, ITEM_ID, *self.pair_names)
-                .join(model.item_ids_.index_frame(ITEM_ID, "__item"), on=ITEM_ID, how="inner")
-                .sort(USER_ID, "__item")
-            )
-            owners = pairs.get_column(USER_ID).to_list()
-            items_of = pairs.get_column("__item").to_numpy().astype(np.int64)
-            values = pairs.select([pl.col(n).cast(pl.Float64) for n in self.pair_names]).to_numpy()
-            # each user's rows are one run of the sorted frame (none when no pair is left)
-            bounds = [i for i in range(len(owners)) if i == 0 or owners[i] != owners[i - 1]]
-            for start, end in itertools.pairwise([*bounds, len(owners)]):
-                self.pairs[owners[start]] = (items_of[start:end], values[start:end])
-        self.shares: dict[str, dict[str, float]] = {}
-        self.purchases: dict[str, dict[str, float]] = {}
-        table = features.user_categories
-        bought = (
-            pl.col("user_category_purchases")
-            if "user_category_purchases" in table.columns
-            else pl.lit(None, pl.Float64)
-        )
-        for user, category, share, purchases in table.select(
-            USER_ID, "item_category", "user_category_share", bought
-        ).iter_rows():
-            self.shares.setdefault(user, {})[category] = share
-            self.purchases.setdefault(user, {})[category] = purchases
-        category = items.get_column("item_category") if "item_category" in items.columns else None
-        self.categories: list[str | None] = (
-            category.to_list() if category is not None else [None] * n_items
-        )
-        # Categories as codes, for per-user category lookups over many items at once.
-        self.category_code = {
-            name: code for code, name in enumerate({c or "" for c in self.categories})
-        }
-        self.item_category_code = np.array(
-            [self.category_code[c or ""] for c in self.categories], dtype=np.int64
-        )
+        self.pairs = _user_pairs(model, self.pair_names)
+        self.shares, self.purchases = _category_tables(features.user_categories)
+        self._lay_out_categories(items, n_items)
         self.price = self._item_column(items, "item_price")
         self.lat = self._item_column(items, "item_lat")
         self.lon = self._item_column(items, "item_lon")
@@ -163,49 +210,7 @@ class CandidateScorer:
             ],
         )
         self.taste_users = _rows(taste_users, USER_ID, list(_TASTE_USER))
-        self.plan: list[tuple[str, Any]] = []
-        for name in names:
-            if name in generator_columns:
-                self.plan.append(("generator", generator_columns[name]))
-            elif name in self.item_names:
-                self.plan.append(("item", self.item_names.index(name)))
-            elif name in self.user_names:
-                self.plan.append(("user", self.user_names.index(name)))
-            elif name in self.pair_names:
-                self.plan.append(("pair", self.pair_names.index(name)))
-            else:
-                self.plan.append((name, None))  # derived: price_ratio, distance_km, shares
-        self.user_position = {n: i for i, n in enumerate(self.user_names)}
-        # Where each block of the plan goes: (matrix columns, source columns) per kind.
-        self.blocks = {
-            kind: (
-                np.array([c for c, (k, _) in enumerate(self.plan) if k == kind], np.int64),
-                np.array([w for k, w in self.plan if k == kind], np.int64),
-            )
-            for kind in ("item", "user", "pair")
-        }
-        for part in ("score", "rank"):
-            chosen = [
-                (column, where[0])
-                for column, (kind, where) in enumerate(self.plan)
-                if kind == "generator" and where[1] == part
-            ]
-            self.blocks[part] = (
-                np.array([c for c, _ in chosen], np.int64),
-                np.array([g for _, g in chosen], np.int64),
-            )
-        self.pair_absent = np.array(
-            [0.0 if name in PAIR_COUNTS else np.nan for name in self.pair_names], np.float64
-        )
-        # The item columns in plan order, as the ranker reads them (one row gather per request).
-        self.item_block = np.ascontiguousarray(
-            self.item_matrix[:, self.blocks["item"][1]], dtype=np.float32
-        )
-        self.derived_columns = [
-            (column, kind)
-            for column, (kind, _) in enumerate(self.plan)
-            if kind not in ("generator", "item", "user", "pair")
-        ]
+        self._lay_out_plan(names, list(model.generators_))
         self.booster = getattr(model.ranker_, "booster_", None)
         # The same predictions, compiled (see shoprec.ranking.compiled); LightGBM's otherwise.
         serves_ranker = model.scorer_choice == "ranker"
@@ -214,10 +219,70 @@ class CandidateScorer:
             if self.booster is not None and serves_ranker
             else None
         )
+        self.facts = self._item_facts(model, n_items)
+        self.max_price: dict[str, float] = {
+            str(user): float(price)
+            for user, price in model.user_max_price_.iter_rows()
+            if price is not None
+        }
+
+    def _item_matrix(
+        self, items: pl.DataFrame, encoded: dict[str, pl.Expr], n_items: int
+    ) -> np.ndarray:
+        """The item features (:attr:`item_names`) of every item, in item-index order."""
+        if not self.item_names:
+            return np.zeros((n_items, 0))
+        return (
+            items.select(
+                [
+                    encoded[n] if n in encoded else pl.col(n).cast(pl.Float64)
+                    for n in self.item_names
+                ]
+            )
+            .to_numpy()
+            .astype(np.float64)
+        )
+
+    def _lay_out_categories(self, items: pl.DataFrame, n_items: int) -> None:
+        """Each item's category, also as a code, for per-user category lookups over many items
+        at once."""
+        category = items.get_column("item_category") if "item_category" in items.columns else None
+        self.categories: list[str | None] = (
+            category.to_list() if category is not None else [None] * n_items
+        )
+        self.category_code = {
+            name: code for code, name in enumerate({c or "" for c in self.categories})
+        }
+        self.item_category_code = np.array(
+            [self.category_code[c or ""] for c in self.categories], dtype=np.int64
+        )
+
+    def _lay_out_plan(self, names: list[str], generators: list[str]) -> None:
+        """The ranker's columns in training order (:func:`_column_plan`), their blocks, and
+        the item columns in plan order, as the ranker reads them (one row gather per request)."""
+        self.plan = _column_plan(
+            names, generators, self.item_names, self.user_names, self.pair_names
+        )
+        self.user_position = {n: i for i, n in enumerate(self.user_names)}
+        self.blocks = _plan_blocks(self.plan)
+        self.pair_absent = np.array(
+            [0.0 if name in PAIR_COUNTS else np.nan for name in self.pair_names], np.float64
+        )
+        self.item_block = np.ascontiguousarray(
+            self.item_matrix[:, self.blocks["item"][1]], dtype=np.float32
+        )
+        self.derived_columns = [
+            (column, kind)
+            for column, (kind, _) in enumerate(self.plan)
+            if kind not in ("generator", "item", "user", "pair")
+        ]
+
+    @staticmethod
+    def _item_facts(model: FittedTwoStage, n_items: int) -> ItemFacts:
+        """What the rules read of the items, in item-index order."""
         info = model.item_info_
         positions = model.item_ids_.to_index(info.get_column(ITEM_ID).to_list())
-        # What the rules read of the items, in item-index order.
-        self.facts = ItemFacts.of(
+        return ItemFacts.of(
             positions,
             n_items,
             info,
@@ -225,11 +290,6 @@ class CandidateScorer:
             model.tie_rank_,
             {item: i for i, item in enumerate(model.item_ids_.external.tolist())},
         )
-        self.max_price: dict[str, float] = {
-            str(user): float(price)
-            for user, price in model.user_max_price_.iter_rows()
-            if price is not None
-        }
 
     @staticmethod
     def _item_column(items: pl.DataFrame, name: str) -> np.ndarray:

@@ -118,100 +118,122 @@ def coerce_canonical(
     cast. Non-canonical columns are folded into the table's JSON column.
     """
     schema = _SCHEMAS[table]
-    extra_target = _EXTRA_COLUMN[table]
-    extras = [c for c in frame.columns if c not in schema and not c.startswith("_")]
-    if extras and extra_target not in frame.columns:
-        frame = frame.with_columns(json_attributes(extras).alias(extra_target))
-    frame = frame.drop(extras)
+    frame = _fold_extras(frame, table)
     if table == "events":
-        if config.default_event_type is not None:
-            default = pl.lit(config.default_event_type)
-            frame = frame.with_columns(
-                (
-                    pl.col(EVENT_TYPE).fill_null(default)
-                    if EVENT_TYPE in frame.columns
-                    else default
-                ).alias(EVENT_TYPE)
-            )
-        if config.event_type_map:
-            frame = frame.with_columns(
-                pl.col(EVENT_TYPE).cast(pl.String).replace(config.event_type_map)
-            )
+        frame = _event_types(frame, config)
     checks: list[Check] = []
     casts: list[pl.Expr] = []
     for name, dtype in schema.items():
         if name not in frame.columns or name == SOURCE:
             continue
-        current = frame.schema[name]
-        raw = f"__raw_{name}"
-        if dtype == pl.Float64() and current == pl.String():
-            frame = frame.with_columns(pl.col(name).alias(raw))
-            checks.append(
-                Check(f"{name} is not a number", name, parse_float_failed(raw), pl.col(raw))
-            )
-            casts.append(parse_float(raw).alias(name))
-        elif dtype == pl.Boolean() and current == pl.String():
-            text = pl.col(name).str.strip_chars().str.to_lowercase()
-            frame = frame.with_columns(pl.col(name).alias(raw))
-            checks.append(
-                Check(
-                    f"{name} is not true/false",
-                    name,
-                    text.is_not_null() & ~text.is_in(_TRUE + _FALSE),
-                    pl.col(raw),
-                )
-            )
-            casts.append(
-                pl.when(text.is_in(_TRUE))
-                .then(True)
-                .when(text.is_in(_FALSE))
-                .then(False)
-                .otherwise(None)
-                .alias(name)
-            )
-        elif dtype == TS_DTYPE:
-            if current == pl.String():
-                parsed = parse_timestamps(frame.get_column(name), config.timestamp_formats or None)
-                frame = frame.with_columns(pl.col(name).alias(raw), parsed.alias(f"__ts_{name}"))
-                checks.append(
-                    Check(
-                        f"{name} is not a timestamp",
-                        name,
-                        pl.col(raw).is_not_null() & pl.col(f"__ts_{name}").is_null(),
-                        pl.col(raw),
-                    )
-                )
-                casts.append(pl.col(f"__ts_{name}").alias(name))
-            elif isinstance(current, pl.Datetime):
-                expr = pl.col(name).dt.cast_time_unit("us")
-                expr = (
-                    expr.dt.convert_time_zone("UTC")
-                    if current.time_zone
-                    else expr.dt.replace_time_zone("UTC")
-                )
-                casts.append(expr.alias(name))
-            elif current == pl.Date():
-                casts.append(
-                    pl.col(name).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)
-                )
-            elif current.is_numeric():
-                casts.append(
-                    (pl.col(name).cast(pl.Float64) * 1e6)
-                    .cast(pl.Int64, strict=False)  # beyond the Int64 range: no time
-                    .cast(TS_DTYPE)
-                    .alias(name)
-                )
-            else:
-                raise SourceError(path, f"column {name} has type {current}, expected a timestamp")
-        elif isinstance(current, pl.Struct) and dtype == pl.String():
-            casts.append(pl.col(name).struct.json_encode().alias(name))
-        elif current == dtype or _casts(current, dtype):
-            casts.append(pl.col(name).cast(dtype, strict=False).alias(name))
-        else:
-            raise SourceError(path, f"column {name} has type {current}, expected {dtype}")
+        frame, check, cast = _column_cast(frame, name, dtype, config, path)
+        if check is not None:
+            checks.append(check)
+        casts.append(cast.alias(name))
     kept, rejects = split_rejects(frame, checks, path)
     kept = kept.with_columns(casts)
     return kept.drop([c for c in kept.columns if c.startswith("__")]), rejects
+
+
+def _fold_extras(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    """The frame with its non-canonical columns folded into the table's JSON column (unless
+    the file has that column itself: then they are dropped)."""
+    extra_target = _EXTRA_COLUMN[table]
+    extras = [c for c in frame.columns if c not in _SCHEMAS[table] and not c.startswith("_")]
+    if extras and extra_target not in frame.columns:
+        frame = frame.with_columns(json_attributes(extras).alias(extra_target))
+    return frame.drop(extras)
+
+
+def _event_types(frame: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
+    """Events with the configured default type where they have none, and types renamed by
+    ``ingest.event_type_map``."""
+    if config.default_event_type is not None:
+        default = pl.lit(config.default_event_type)
+        frame = frame.with_columns(
+            (
+                pl.col(EVENT_TYPE).fill_null(default) if EVENT_TYPE in frame.columns else default
+            ).alias(EVENT_TYPE)
+        )
+    if config.event_type_map:
+        frame = frame.with_columns(
+            pl.col(EVENT_TYPE).cast(pl.String).replace(config.event_type_map)
+        )
+    return frame
+
+
+def _column_cast(
+    frame: pl.DataFrame, name: str, dtype: pl.DataType, config: IngestConfig, path: Path
+) -> tuple[pl.DataFrame, Check | None, pl.Expr]:
+    """How column ``name`` becomes ``dtype``: the frame (with the raw text kept beside it where
+    it is parsed), the check that rejects a row whose value does not parse (None for a cast
+    that cannot fail) and the expression that computes the canonical column."""
+    current = frame.schema[name]
+    raw = f"__raw_{name}"
+    if dtype == pl.Float64() and current == pl.String():
+        frame = frame.with_columns(pl.col(name).alias(raw))
+        check = Check(f"{name} is not a number", name, parse_float_failed(raw), pl.col(raw))
+        return frame, check, parse_float(raw)
+    if dtype == pl.Boolean() and current == pl.String():
+        text = pl.col(name).str.strip_chars().str.to_lowercase()
+        frame = frame.with_columns(pl.col(name).alias(raw))
+        check = Check(
+            f"{name} is not true/false",
+            name,
+            text.is_not_null() & ~text.is_in(_TRUE + _FALSE),
+            pl.col(raw),
+        )
+        truth = (
+            pl.when(text.is_in(_TRUE))
+            .then(True)
+            .when(text.is_in(_FALSE))
+            .then(False)
+            .otherwise(None)
+        )
+        return frame, check, truth
+    if dtype == TS_DTYPE:
+        return _timestamp_cast(frame, name, current, config, path)
+    if isinstance(current, pl.Struct) and dtype == pl.String():
+        return frame, None, pl.col(name).struct.json_encode()
+    if current == dtype or _casts(current, dtype):
+        return frame, None, pl.col(name).cast(dtype, strict=False)
+    raise SourceError(path, f"column {name} has type {current}, expected {dtype}")
+
+
+def _timestamp_cast(
+    frame: pl.DataFrame, name: str, current: pl.DataType, config: IngestConfig, path: Path
+) -> tuple[pl.DataFrame, Check | None, pl.Expr]:
+    """:func:`_column_cast` for a timestamp column: text is parsed (rows that do not parse are
+    rejected), datetimes and dates move to UTC microseconds, numbers are Unix seconds."""
+    if current == pl.String():
+        raw, parsed_name = f"__raw_{name}", f"__ts_{name}"
+        parsed = parse_timestamps(frame.get_column(name), config.timestamp_formats or None)
+        frame = frame.with_columns(pl.col(name).alias(raw), parsed.alias(parsed_name))
+        check = Check(
+            f"{name} is not a timestamp",
+            name,
+            pl.col(raw).is_not_null() & pl.col(parsed_name).is_null(),
+            pl.col(raw),
+        )
+        return frame, check, pl.col(parsed_name)
+    if isinstance(current, pl.Datetime):
+        expr = pl.col(name).dt.cast_time_unit("us")
+        utc = (
+            expr.dt.convert_time_zone("UTC")
+            if current.time_zone
+            else expr.dt.replace_time_zone("UTC")
+        )
+        return frame, None, utc
+    if current == pl.Date():
+        return frame, None, pl.col(name).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if current.is_numeric():
+        seconds = (
+            (pl.col(name).cast(pl.Float64) * 1e6)
+            .cast(pl.Int64, strict=False)  # beyond the Int64 range: no time
+            .cast(TS_DTYPE)
+        )
+        return frame, None, seconds
+    raise SourceError(path, f"column {name} has type {current}, expected a timestamp")
 
 
 class _TabularAdapter:
