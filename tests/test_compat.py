@@ -4,16 +4,19 @@ default runs without any of them."""
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 import textwrap
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from shoprec.compat import install_hint, is_installed, require
 from shoprec.exceptions import ConfigError, MissingExtraError, ShoprecError
-from shoprec.index import ExactIndex, build_index
+from shoprec.index import ExactIndex, build_index, search_on_one_thread
 from shoprec.stream.bus import open_bus
 from shoprec.stream.state import open_state
 
@@ -106,6 +109,26 @@ def test_large_catalogues_are_searched_exactly_without_faiss(
     with pytest.raises(MissingExtraError, match="needs the faiss extra"):
         index.FaissIndex.build(vectors)
     index._say_not_installed.cache_clear()
+
+
+def test_the_api_starts_its_searches_on_one_thread_without_faiss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _block(monkeypatch, "faiss")
+    search_on_one_thread()  # what serving/asgi.py calls at start-up: nothing to do, no error
+
+
+def test_no_extra_is_a_core_dependency() -> None:
+    project = tomllib.loads(
+        (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    )["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[\[<>=!~;\s]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    core = names(project["dependencies"])
+    for extra in ("redis", "compiled", "faiss", "text"):
+        assert not core & names(project["optional-dependencies"][extra]), extra
 
 
 def test_the_core_install_imports_every_module_without_the_extras() -> None:

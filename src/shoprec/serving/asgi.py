@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
 from shoprec.config import load_settings
+from shoprec.index import search_on_one_thread
 
 __all__ = ["CONFIG_ENV", "app_from_environment", "configure_logging"]
 
@@ -60,9 +61,7 @@ def app_from_environment() -> FastAPI:
     # One request is small work: BLAS and FAISS threads would only fight the other requests
     # (and the other worker processes) for the cores.
     threadpool_limits(1)
-    import faiss
-
-    faiss.omp_set_num_threads(1)
+    search_on_one_thread()
     # The worker thread and the request loop share one GIL: with Python's default 5 ms switch
     # interval a request waits up to 5 ms each time it hands the GIL over (a socket write, a
     # NumPy call), whenever the worker is busy folding in events.
