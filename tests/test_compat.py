@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from shoprec.cli import app
 from shoprec.compat import install_hint, is_installed, require
 from shoprec.exceptions import ConfigError, MissingExtraError, ShoprecError
 from shoprec.index import ExactIndex, build_index, search_on_one_thread
@@ -70,6 +72,19 @@ def test_a_redis_bus_without_the_redis_extra(
     )
     assert "\n" not in message
     assert "s3cret" not in message
+
+
+def test_the_command_line_prints_the_missing_extra_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _block(monkeypatch, "redis", "redis.connection")
+    args = ["consume", "--bus", "redis://cache:6379/0", "--state", "memory://"]
+    result = CliRunner().invoke(app, [*args, "--workspace", str(tmp_path / "ws")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: the event bus at redis://cache:6379/0 needs the redis extra: "
+        "pip install 'shoprec[redis]'"
+    )
 
 
 def test_a_redis_state_without_the_redis_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,24 @@ def test_all_names_exist_and_are_sorted() -> None:
     assert shoprec.__all__ == sorted(shoprec.__all__)
 
 
+def test_the_errors_a_caller_catches_are_public() -> None:
+    """The errors the public functions raise, and the one a setting that needs a missing
+    extra raises (``shoprec.compat.require``), are importable from ``shoprec``."""
+    public = {
+        "ConfigError",
+        "DataError",
+        "LakeError",
+        "MissingExtraError",
+        "NotFittedError",
+        "ShoprecError",
+        "SourceError",
+        "UnknownFormatError",
+    }
+    assert public <= set(shoprec.__all__)
+    for name in public:
+        assert getattr(shoprec, name) is getattr(exceptions, name)
+
+
 def test_every_error_is_a_shoprec_error() -> None:
     errors = [getattr(exceptions, n) for n in exceptions.__all__ if n.endswith("Error")]
     assert len(errors) == 16

@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -53,7 +54,8 @@ def run(action: Callable[[], T]) -> T:
     try:
         return action()
     except ShoprecError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: brackets in a message are text ('shoprec[redis]'), not markup
+        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
     except (typer.Exit, KeyboardInterrupt):
         raise
