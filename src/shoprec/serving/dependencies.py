@@ -50,7 +50,13 @@ async def get_engine(request: Request) -> Engine:
     return get_service(request).engine
 
 
-ServiceDep = Annotated[Service, Depends(get_service)]
+async def _service(request: Request) -> Service:
+    # (as a plain ``def``, FastAPI would call it in the thread pool: a thread hand-over on
+    # every request that asks for the service)
+    return get_service(request)
+
+
+ServiceDep = Annotated[Service, Depends(_service)]
 Served = Annotated[Engine, Depends(get_engine)]
 Keyed = Annotated[str | None, Security(API_KEY)]
 
