@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from shoprec.config import Settings, load_settings
 from shoprec.data.lake import Lake
 from shoprec.index import EF_SEARCH, ExactIndex, FaissIndex, build_index
-from shoprec.models.base import top_k
+from shoprec.models.base import ItemToItemModel, top_k
 from shoprec.pipeline.build import build, current_run
 from shoprec.ranking.pipeline import top_row, top_sparse
-from shoprec.serving.engine import Engine
+from shoprec.serving.engine import Engine, _similar_sparse
 
 
 @settings(max_examples=200, deadline=None)
@@ -76,6 +76,36 @@ def engines(shop: Settings) -> tuple[Engine, Engine]:
     exact = Engine(shop.workspace, run_id, manifest)
     indexed = Engine(shop.workspace, run_id, manifest, exact_below=1)
     return exact, indexed
+
+
+def test_similar_items_from_the_sparse_row_are_the_dense_rows_top_k(
+    engines: tuple[Engine, Engine],
+) -> None:
+    """Similar items of an item-item model from its matrix's stored row are the items, order
+    and scores of the top-k of the dense row (ties included), items not available left out."""
+    engine, _ = engines
+    sources = {m: s for m, s in engine._sources.items() if isinstance(s, ItemToItemModel)}
+    assert sources  # copurchase, at least
+    compared = 0
+    for method, model in sources.items():
+        rows = engine._source_rows[method]
+        available = engine.catalogue.available.copy()
+        available[::5] = False  # some items sold out
+        for index in range(0, model.item_ids_.external.size, 3):
+            scores = np.asarray(model._similar(np.array([index])), dtype=np.float32)
+            scores[0, index] = -np.inf
+            scores[scores <= 0] = -np.inf
+            usable = rows >= 0
+            usable[usable] = available[rows[usable]]
+            scores[0, ~usable] = -np.inf
+            for k in (1, 10, 40):
+                want_items, want_scores = top_k(scores, k, model.tie_rank_)
+                items, values = _similar_sparse(model, index, rows, available, k)
+                keep = want_items[0] >= 0
+                np.testing.assert_array_equal(items[0][items[0] >= 0], want_items[0][keep])
+                np.testing.assert_array_equal(values[0][items[0] >= 0], want_scores[0][keep])
+                compared += int(keep.sum())
+    assert compared > 100
 
 
 def test_indexed_candidates_match_the_exact_ones(engines: tuple[Engine, Engine]) -> None:

@@ -31,7 +31,7 @@ from shoprec.embeddings.protocol import EmbeddingProvider
 from shoprec.exceptions import LakeError, ShoprecError
 from shoprec.index import EXACT_BELOW, VectorIndex, build_index
 from shoprec.models import Recommender
-from shoprec.models.base import top_k
+from shoprec.models.base import ItemToItemModel, top_k
 from shoprec.models.content import ContentConfig, ItemVectoriser
 from shoprec.ranking.pipeline import COMPILED_RANKER, Ranked, RankingPipeline, cold_start
 from shoprec.ranking.two_stage import TwoStageModel
@@ -155,6 +155,7 @@ class Engine:
             else None
         )
         self._sources = self._similar_sources()
+        self._unit_factors: dict[str, np.ndarray] = {}  # (see _similar_dense)
         self._source_rows = {
             method: self.catalogue.rows(model.item_ids_.external.tolist())
             for method, model in self._sources.items()
@@ -604,14 +605,19 @@ class Engine:
         index = int(model.item_ids_.to_index([item_id])[0])
         if index < 0:
             return []
-        scores = np.asarray(model._similar(np.array([index])), dtype=np.float32)
-        scores[0, index] = -np.inf
-        scores[scores <= 0] = -np.inf
         rows = self._source_rows[method]
-        usable = rows >= 0
-        usable[usable] = self.catalogue.available[rows[usable]]
-        scores[0, ~usable] = -np.inf
-        items, values = top_k(scores, k, model.tie_rank_)
+        if isinstance(model, ItemToItemModel):
+            # only the row's stored neighbours can score above zero: a top-k of a few
+            # hundred values, not of a dense row of the whole catalogue (same list)
+            items, values = _similar_sparse(model, index, rows, self.catalogue.available, k)
+        else:
+            scores = self._similar_dense(model, method, index)
+            scores[0, index] = -np.inf
+            scores[scores <= 0] = -np.inf
+            usable = rows >= 0
+            usable[usable] = self.catalogue.available[rows[usable]]
+            scores[0, ~usable] = -np.inf
+            items, values = top_k(scores, k, model.tie_rank_)
         keep = items[0] >= 0
         title = self.catalogue.summary(item_id)["title"] or item_id
         reason = _SIMILAR_REASONS[method].format(title=title)
@@ -621,6 +627,20 @@ class Engine:
                 model.item_ids_.to_external(items[0][keep]), values[0][keep], strict=True
             )
         ]
+
+    def _similar_dense(self, model: Recommender[Any], method: str, index: int) -> np.ndarray:
+        """``model._similar`` of one item; a factor model's unit item vectors are computed
+        once per engine (as ``_similar`` computes them: zero vectors stay zero), not for the
+        whole catalogue on every request."""
+        factors = getattr(model, "item_factors_", None)
+        if not isinstance(factors, np.ndarray) or factors.ndim != 2:
+            return np.asarray(model._similar(np.array([index])), dtype=np.float32)
+        unit = self._unit_factors.get(method)
+        if unit is None:
+            norms = np.linalg.norm(factors, axis=1)
+            norms[norms == 0] = 1.0
+            unit = self._unit_factors[method] = factors / norms[:, None]
+        return np.asarray(unit[[index]] @ unit.T, dtype=np.float32)
 
     def _similar_content(self, item_id: str, k: int) -> list[Recommendation]:
         """Nearest catalogue items of the same entity type by embedding (new items included)."""
@@ -709,3 +729,26 @@ class Engine:
             squared = (a**2).sum(axis=1)[:, None] - 2 * a @ b.T + (b**2).sum(axis=1)[None, :]
             scores = np.sqrt(np.maximum(squared, 0.0))
         return PairScores(left_ok, right_ok, np.asarray(scores), left_status, right_status)
+
+
+def _similar_sparse(
+    model: ItemToItemModel[Any], index: int, rows: np.ndarray, available: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` (one row, the model's item indices) of the items ``model``'s item-item
+    matrix links ``index`` to with a positive score, except ``index`` itself and items not
+    available in the catalogue (``rows``: each model item's catalogue row, -1 if none): the
+    same items in the same order as the dense row ``model._similar`` would give."""
+    row = model._item_item()[index]
+    row.sum_duplicates()
+    columns = row.indices.astype(np.int64)
+    scores = row.data.astype(np.float32)
+    keep = (scores > 0) & (columns != index)
+    catalogue_rows = rows[columns]
+    keep &= catalogue_rows >= 0
+    keep[keep] = available[catalogue_rows[keep]]
+    columns, scores = columns[keep], scores[keep]
+    if columns.size == 0:
+        return np.full((1, 0), -1, dtype=np.int64), np.empty((1, 0), dtype=np.float32)
+    ranks = model.tie_rank_[columns]
+    chosen, values = top_k(scores[None, :], k, ranks)
+    return np.where(chosen >= 0, columns[chosen], -1), values
