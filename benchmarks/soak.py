@@ -56,7 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,9 +128,11 @@ def tree_rss_mb(pid: int) -> float:
 
 
 # -- the requests ---------------------------------------------------------------------------------
-def plan(workspace: Path, count: int, seed: int, tag: str) -> list[Request]:
-    """``count`` requests drawn from :data:`MIX` with a fixed seed; events get ids of their own
-    (``soak-<tag>-<n>``)."""
+def plan(
+    workspace: Path, count: int, seed: int, tag: str, routes: Sequence[str] = tuple(MIX)
+) -> list[Request]:
+    """``count`` requests drawn from :data:`MIX` (only ``routes`` of it, in their shares) with a
+    fixed seed; events get ids of their own (``soak-<tag>-<n>``)."""
     rng = np.random.default_rng(seed)
     users = pl.read_parquet(workspace / "lake" / "users.parquet", columns=["user_id"])
     items = pl.read_parquet(workspace / "lake" / "items.parquet", columns=["item_id", "title"])
@@ -144,7 +146,7 @@ def plan(workspace: Path, count: int, seed: int, tag: str) -> list[Request]:
             if word.isalpha() and len(word) > 2
         }
     ) or ["a"]
-    routes = list(MIX)
+    routes = [route for route in MIX if route in routes]
     shares = np.array([MIX[r] for r in routes], dtype=float)
     chosen = rng.choice(len(routes), size=count, p=shares / shares.sum())
     requests: list[Request] = []
@@ -180,7 +182,7 @@ def plan(workspace: Path, count: int, seed: int, tag: str) -> list[Request]:
 Send = Callable[[Request], Awaitable[tuple[int, str]]]
 
 
-async def _open_client(url: str, connections: int) -> tuple[Send, Callable[[], Awaitable[None]]]:
+async def open_client(url: str, connections: int) -> tuple[Send, Callable[[], Awaitable[None]]]:
     """A function that sends one request and returns (status, first bytes of an error body),
     and one that closes the client: aiohttp when installed (the serving benchmark's client,
     cheaper per request), else httpx."""
@@ -229,7 +231,7 @@ async def drive(
 ) -> Soak:
     """Send ``requests`` on schedule at ``rate`` for ``warmup + duration`` seconds."""
     soak = Soak()
-    send, close = await _open_client(url, connections=256)
+    send, close = await open_client(url, connections=256)
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.1
     measured_from = start + warmup
@@ -403,7 +405,11 @@ def wait_ready(url: str, server: subprocess.Popen[bytes] | None, timeout: float)
     raise RuntimeError(f"the server was not ready after {timeout:.0f} s")
 
 
-def start_server(args: argparse.Namespace, workspace: Path, log: Path) -> tuple[str, Any]:
+def start_server(
+    args: argparse.Namespace, workspace: Path, log: Path, extra: Sequence[str] = ()
+) -> tuple[str, Any]:
+    """``shoprec serve`` of ``workspace`` on a free loopback port (``args.workers``,
+    ``args.bus``, ``args.state``, then ``extra`` arguments), its output appended to ``log``."""
     port = free_port()
     command = [
         SHOPREC,
@@ -411,6 +417,7 @@ def start_server(args: argparse.Namespace, workspace: Path, log: Path) -> tuple[
         *("--workers", str(args.workers)),
         *(("--bus", args.bus) if args.bus else ()),
         *(("--state", args.state) if args.state else ()),
+        *extra,
     ]
     with log.open("ab") as output:
         server = subprocess.Popen(
@@ -445,6 +452,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--bus", help="event bus URL for the server (several workers: redis://)")
     parser.add_argument("--state", help="live state URL for the server")
+    parser.add_argument(
+        "--routes",
+        nargs="+",
+        choices=list(MIX),
+        default=list(MIX),
+        help="only these routes of the mix, in their shares (memory growth by route)",
+    )
     parser.add_argument("--out", type=Path, help="write the summary as JSON here")
     args = parser.parse_args()
     if args.duration < 2 * args.window:
@@ -476,7 +490,8 @@ def main() -> int:
             pid = server.pid
         wait_ready(url, server, timeout=600)
         count = int(args.rate * (args.warmup + args.duration))
-        requests = plan(args.workspace, count, args.seed, tag=f"{os.getpid()}-{int(time.time())}")
+        tag = f"{os.getpid()}-{int(time.time())}"
+        requests = plan(args.workspace, count, args.seed, tag=tag, routes=args.routes)
         gc.collect()
         gc.freeze()  # the plan's objects are never collected: no generator pauses over them
         print(
